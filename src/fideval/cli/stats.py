@@ -1,0 +1,33 @@
+"""``fideval stats PATH -o OUT.npz``: statistics of features or images, saved with provenance."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..io.statsfile import save_stats
+from ..pipeline import stats_from_path
+from . import _common
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "stats",
+        help="compute statistics (mu, sigma, N, provenance) of features or images",
+        description="Stream a 2-D features file (N, d), an image folder or an image array "
+        "into float64 statistics and save them as a pytorch-fid compatible .npz.",
+    )
+    p.add_argument("path", help="2-D features .npy, image folder, or 4-D image array file")
+    p.add_argument("-o", "--output", required=True, help="output statistics file (.npz)")
+    _common.add_image_flags(p)
+    _common.add_json_flag(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    stats, meta = stats_from_path(args.path, **_common.image_options(args))
+    out = save_stats(args.output, stats, meta)
+    if args.json:
+        _common.print_json({"output": str(out), "n": stats.n, "dims": stats.dim, "meta": meta})
+    else:
+        print(f"wrote {out}: N={stats.n}, d={stats.dim}")
+    return 0

@@ -1,0 +1,1 @@
+"""Sources → batches: feature arrays, image folders and arrays, tensors, samplers."""

@@ -1,0 +1,1 @@
+"""Files: statistics (.npz with provenance), atomic writes, weights."""

@@ -1,0 +1,202 @@
+"""Statistics files (``.npz``): pytorch-fid compatible, with N and provenance.
+
+Written keys:
+
+* ``mu`` (d,) float64 and ``sigma`` (d, d) float64, ddof=1 — pytorch-fid and clean-fid
+  read the file unchanged;
+* ``n`` — int64 scalar, the sample count N;
+* ``meta`` — 0-d unicode array holding the provenance as JSON;
+* optional grouped statistics ``group_n`` (K,), ``group_mu`` (K, d), ``group_m2`` (K, d, d).
+
+Read: the above; pytorch-fid / clean-fid / guided-diffusion reference batches (``mu``,
+``sigma``, other keys ignored); denoising-diffusion-pytorch's ``dataset_stats.npz``
+(``m2``, ``s2``). Always ``allow_pickle=False``; every error names the file and the key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import FidevalError
+from ..stats import GaussianStats, GroupedStats
+from .atomic import atomic_write
+
+#: Key pairs tried in order when reading (mean key, covariance key, format name).
+KNOWN_LAYOUTS: tuple[tuple[str, str, str], ...] = (
+    ("mu", "sigma", "pytorch-fid"),
+    ("m2", "s2", "denoising-diffusion-pytorch"),
+)
+
+
+@dataclass
+class StatsRecord:
+    """Gaussian statistics read from (or to be written to) a file."""
+
+    mu: np.ndarray
+    sigma: np.ndarray
+    n: int | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    path: str | None = None
+    layout: str = "fideval"
+    groups: GroupedStats | None = None
+
+    @property
+    def dim(self) -> int:
+        return int(self.mu.shape[0])
+
+    def to_stats(self) -> GaussianStats:
+        """As a :class:`GaussianStats` (needs N)."""
+        if self.n is None:
+            raise FidevalError(
+                f"{self.path or 'statistics'}: N is unknown (not stored in the file)"
+            )
+        return GaussianStats.from_moments(self.n, self.mu, self.sigma)
+
+
+def save_stats(
+    path: str | os.PathLike[str],
+    stats: GaussianStats | GroupedStats | StatsRecord,
+    meta: dict[str, Any] | None = None,
+    *,
+    save_groups: bool = False,
+) -> Path:
+    """Write statistics atomically to ``path`` (a ``.npz``); returns the path.
+
+    ``save_groups`` also stores the per-group statistics of a :class:`GroupedStats`
+    (K·d² values: large at d=2048).
+    """
+    groups = stats if isinstance(stats, GroupedStats) else None
+    if isinstance(stats, StatsRecord):
+        mu, sigma, n = stats.mu, stats.sigma, stats.n
+        meta = {**stats.meta, **(meta or {})}
+        groups = groups or stats.groups
+    else:
+        total = stats.total() if isinstance(stats, GroupedStats) else stats
+        mu, sigma, n = total.mean, total.cov, total.n
+    meta = dict(meta or {})
+    if n is not None:
+        meta.setdefault("n", int(n))
+    arrays: dict[str, np.ndarray] = {
+        "mu": np.asarray(mu, dtype=np.float64),
+        "sigma": np.asarray(sigma, dtype=np.float64),
+        "meta": np.array(json.dumps(meta, sort_keys=True, default=str)),
+    }
+    if n is not None:
+        arrays["n"] = np.array(int(n), dtype=np.int64)
+    if save_groups and groups is not None:
+        parts = [groups.group(g) for g in range(groups.k)]
+        arrays["group_n"] = np.array([p.n for p in parts], dtype=np.int64)
+        arrays["group_mu"] = np.stack([p.mean for p in parts])
+        arrays["group_m2"] = np.stack([p.m2_tensor.cpu().numpy() for p in parts])
+    target = Path(path)
+    if target.suffix != ".npz":
+        raise FidevalError(f"{target}: statistics files must end in .npz")
+    with atomic_write(target) as fh:
+        np.savez(fh, **arrays)
+    return target
+
+
+def _key(data: Any, key: str, path: str) -> np.ndarray:
+    try:
+        return data[key]
+    except ValueError as exc:  # object arrays need pickle, which is refused
+        raise FidevalError(
+            f"{path}: key {key!r} holds Python objects (pickled data), which fideval does "
+            f"not load; expected a numeric array"
+        ) from exc
+
+
+def load_stats(path: str | os.PathLike[str]) -> StatsRecord:
+    """Read statistics from a ``.npz`` file of any supported layout; validate them."""
+    p = str(path)
+    if not os.path.exists(p):
+        raise FidevalError(f"{p}: no such file")
+    try:
+        data = np.load(p, allow_pickle=False)
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+        raise FidevalError(
+            f"{p}: not a readable .npz statistics file (truncated or not a NumPy archive: {exc})"
+        ) from exc
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise FidevalError(f"{p}: a single .npy array, not a .npz statistics file")
+    with data:
+        try:
+            keys = set(data.files)
+            found = [lay for lay in KNOWN_LAYOUTS if lay[0] in keys and lay[1] in keys]
+            if not found:
+                raise FidevalError(
+                    f"{p}: no statistics found (keys {sorted(keys)}); expected 'mu' and "
+                    f"'sigma' (pytorch-fid / clean-fid / fideval) or 'm2' and 's2' "
+                    f"(denoising-diffusion-pytorch)"
+                )
+            mean_key, cov_key, layout = found[0]
+            mu = np.asarray(_key(data, mean_key, p), dtype=np.float64)
+            sigma = np.asarray(_key(data, cov_key, p), dtype=np.float64)
+            n = int(_key(data, "n", p)) if "n" in keys else None
+            meta: dict[str, Any] = {}
+            if "meta" in keys:
+                try:
+                    meta = json.loads(str(_key(data, "meta", p)))
+                except json.JSONDecodeError as exc:
+                    raise FidevalError(f"{p}: key 'meta' is not valid JSON ({exc})") from exc
+            groups = _read_groups(data, keys, p) if "group_n" in keys else None
+        except (zipfile.BadZipFile, EOFError, OSError) as exc:
+            raise FidevalError(f"{p}: corrupt .npz (truncated archive member: {exc})") from exc
+    if "meta" in keys:
+        layout = "fideval"
+    validate_moments(mu, sigma, p, mean_key, cov_key)
+    if n is None and isinstance(meta.get("n"), int):
+        n = meta["n"]
+    return StatsRecord(mu, sigma, n, meta, p, layout, groups)
+
+
+def validate_moments(mu: np.ndarray, sigma: np.ndarray, path: str, mk: str, ck: str) -> None:
+    """Shape, finiteness and symmetry checks naming the file and key."""
+    if mu.ndim != 1:
+        raise FidevalError(f"{path}: key {mk!r} has shape {mu.shape}; expected a 1-D mean (d,)")
+    d = mu.shape[0]
+    if sigma.ndim != 2 or sigma.shape[0] != sigma.shape[1]:
+        raise FidevalError(
+            f"{path}: key {ck!r} has shape {sigma.shape}; expected a square ({d}, {d}) covariance"
+        )
+    if sigma.shape[0] != d:
+        raise FidevalError(
+            f"{path}: key {ck!r} is {sigma.shape} but {mk!r} has d={d}; expected ({d}, {d})"
+        )
+    for key, arr in ((mk, mu), (ck, sigma)):
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            raise FidevalError(f"{path}: key {key!r} contains {int(bad.sum())} NaN/Inf value(s)")
+    scale = float(np.abs(sigma).max()) if sigma.size else 0.0
+    asym = float(np.abs(sigma - sigma.T).max()) if sigma.size else 0.0
+    if asym > 1e-6 * scale:
+        raise FidevalError(
+            f"{path}: key {ck!r} is not symmetric (max |Σ − Σᵀ| = {asym:.3g}, relative "
+            f"{asym / scale:.3g}); expected a covariance matrix"
+        )
+
+
+def _read_groups(data: Any, keys: set[str], path: str) -> GroupedStats:
+    for key in ("group_n", "group_mu", "group_m2"):
+        if key not in keys:
+            raise FidevalError(f"{path}: grouped statistics incomplete, key {key!r} missing")
+    gn = _key(data, "group_n", path)
+    gmu = np.asarray(_key(data, "group_mu", path), dtype=np.float64)
+    gm2 = np.asarray(_key(data, "group_m2", path), dtype=np.float64)
+    k = int(gn.shape[0])
+    if gmu.shape[0] != k or gm2.shape[0] != k:
+        raise FidevalError(f"{path}: grouped statistics have inconsistent group counts")
+    out = GroupedStats(k, dim=int(gmu.shape[1]))
+    for g in range(k):
+        out.groups[g] = GaussianStats.from_state_dict(
+            {"n": int(gn[g]), "batches": 0, "dim": int(gmu.shape[1]), "mean": gmu[g], "m2": gm2[g]}
+        )
+    out.n = int(gn.sum())
+    return out

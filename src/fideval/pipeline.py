@@ -1,0 +1,156 @@
+"""From a path to statistics, and from two paths to a Fréchet distance.
+
+A path is one of:
+
+* a statistics file (``.npz`` with ``mu``/``sigma`` or ``m2``/``s2``),
+* a 2-D feature array (``.npy`` or one-array ``.npz``, shape (N, d)),
+* images: a folder, or a 4-D image array file (handled by :mod:`fideval.features.extract`).
+
+This module only routes; the work is done by the stages it calls.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .data.features import iter_feature_chunks, open_array, open_features
+from .errors import FidevalError
+from .frechet import FrechetResult, frechet, frechet_from_features
+from .io.provenance import check_compatible, make_provenance
+from .io.statsfile import KNOWN_LAYOUTS, StatsRecord, load_stats
+from .stats import GaussianStats
+
+
+@dataclass
+class Side:
+    """One side of a comparison: its statistics, and its raw features when at hand."""
+
+    record: StatsRecord
+    features: np.ndarray | None = None
+
+    @property
+    def n(self) -> int | None:
+        return self.record.n
+
+
+def file_fingerprint(path: str, head_bytes: int = 1 << 20) -> str:
+    """Cheap content fingerprint: size and SHA-256 of the first ``head_bytes`` bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        h.update(fh.read(head_bytes))
+    return f"size={os.path.getsize(path)};sha256_head={h.hexdigest()[:16]}"
+
+
+def path_kind(path: str) -> str:
+    """``stats``, ``features`` or ``images`` for a path (by content, not by name)."""
+    if os.path.isdir(path):
+        return "images"
+    if not os.path.exists(path):
+        raise FidevalError(f"{path}: no such file or folder")
+    if path.endswith(".npz"):
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                keys = set(data.files)
+        except Exception as exc:
+            raise FidevalError(f"{path}: not a readable .npz file ({exc})") from exc
+        if any(m in keys and c in keys for m, c, _ in KNOWN_LAYOUTS):
+            return "stats"
+    if path.endswith((".npy", ".npz")):
+        arr = open_array(path)
+        if arr.ndim == 4:
+            return "images"
+        if arr.ndim == 2:
+            return "features"
+        raise FidevalError(
+            f"{path}: array of shape {arr.shape}; expected 2-D features (N, d) or 4-D images "
+            f"(N, H, W, C)"
+        )
+    raise FidevalError(
+        f"{path}: unsupported input; expected a folder of images, a .npy/.npz array "
+        f"(2-D features or 4-D images) or a .npz statistics file"
+    )
+
+
+def stats_from_features_file(path: str, chunk_rows: int = 4096) -> tuple[GaussianStats, dict]:
+    """Stream a 2-D feature file (memory-mapped) into statistics; returns (stats, provenance)."""
+    arr = open_features(path)
+    stats = GaussianStats(int(arr.shape[1]))
+    for chunk in iter_feature_chunks(arr, chunk_rows):
+        stats.update(chunk)
+    meta = make_provenance(
+        source=os.path.abspath(path),
+        source_fingerprint=file_fingerprint(path),
+        input_kind="features",
+        dims=int(arr.shape[1]),
+        dtype=str(arr.dtype),
+        n=stats.n,
+    )
+    return stats, meta
+
+
+def load_side(path: str, **image_options: Any) -> Side:
+    """Statistics (and, for feature files, the memory-mapped features) for one path."""
+    kind = path_kind(path)
+    if kind == "stats":
+        return Side(load_stats(path))
+    if kind == "features":
+        stats, meta = stats_from_features_file(path)
+        record = StatsRecord(stats.mean, stats.cov, stats.n, meta, path, "features")
+        return Side(record, open_features(path))
+    stats, meta = _image_stats(path, **image_options)
+    return Side(StatsRecord(stats.mean, stats.cov, stats.n, meta, path, "images"))
+
+
+def stats_from_path(path: str, **image_options: Any) -> tuple[GaussianStats, dict]:
+    """Statistics and provenance for a features file or images (not a stats file)."""
+    kind = path_kind(path)
+    if kind == "features":
+        return stats_from_features_file(path)
+    if kind == "images":
+        return _image_stats(path, **image_options)
+    record = load_stats(path)
+    return record.to_stats(), record.meta
+
+
+def _image_stats(path: str, **image_options: Any) -> tuple[GaussianStats, dict]:
+    try:
+        from .features.extract import stats_from_image_path
+    except ImportError as exc:  # pragma: no cover - the image stage ships with the package
+        raise FidevalError(f"{path}: image input needs fideval's image stage ({exc})") from exc
+    return stats_from_image_path(path, **image_options)
+
+
+def compare_sides(a: Side, b: Side, *, force: bool = False) -> FrechetResult:
+    """FD between two sides, after the provenance guard.
+
+    Two feature sets with min(N) < d use the exact features path; otherwise the
+    statistics path.
+    """
+    name_a = a.record.path or "A"
+    name_b = b.record.path or "B"
+    if a.record.dim != b.record.dim:
+        raise FidevalError(
+            f"dimension mismatch: {name_a} has d={a.record.dim}, {name_b} has d={b.record.dim}"
+        )
+    warnings = check_compatible(
+        a.record.meta, b.record.meta, name_a=name_a, name_b=name_b, force=force
+    )
+    d = a.record.dim
+    if (
+        a.features is not None
+        and b.features is not None
+        and min(a.features.shape[0], b.features.shape[0]) < d
+    ):
+        result = frechet_from_features(np.asarray(a.features), np.asarray(b.features))
+    else:
+        result = frechet(
+            a.record.mu, a.record.sigma, b.record.mu, b.record.sigma, n1=a.record.n, n2=b.record.n
+        )
+    if warnings:
+        result = FrechetResult(**{**result.__dict__, "warnings": result.warnings + tuple(warnings)})
+    return result

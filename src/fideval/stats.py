@@ -1,0 +1,348 @@
+"""Streaming, mergeable Gaussian statistics in float64, and their grouped form.
+
+State per set of samples: the count n, the mean μ and the centred scatter
+M2 = Σᵢ (xᵢ − μ)(xᵢ − μ)ᵀ, so that cov = M2 / (n − 1) (ddof=1, as ``np.cov``).
+
+Each batch is centred on its own mean in float64 before its scatter is formed, and
+batches are combined by Chan et al.'s pairwise update
+
+    n = na + nb,  δ = μb − μa,  μ = μa + δ·nb/n,  M2 = M2a + M2b + δδᵀ·na·nb/n,
+
+which stays exact when the feature mean is large relative to its spread (raw Σxxᵀ in
+float32 does not: DESIGN.md §2). Memory is O(d²), independent of N. ``merge`` is
+exact and associative up to float64 round-off.
+
+:class:`GroupedStats` keeps K such accumulators over disjoint groups of one stream
+(row i of the stream goes to group i mod K), the basis of the jackknife, bias
+correction and FID∞ estimators.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import FidevalError, NonFiniteFeaturesError
+from .frechet import ArrayLike, _compute_device
+
+__all__ = ["GaussianStats", "GroupedStats", "check_finite_batch"]
+
+
+def check_finite_batch(batch: torch.Tensor, *, batch_index: int, row_offset: int) -> None:
+    """Raise :class:`NonFiniteFeaturesError` naming the batch and rows holding NaN/Inf."""
+    bad = ~torch.isfinite(batch)
+    if not bool(bad.any()):
+        return
+    rows = torch.nonzero(bad.any(dim=1)).flatten().cpu()
+    shown = ", ".join(str(int(r)) for r in rows[:10])
+    stream = ", ".join(str(int(r) + row_offset) for r in rows[:10])
+    more = "" if rows.numel() <= 10 else f", … ({rows.numel()} rows in all)"
+    raise NonFiniteFeaturesError(
+        f"features batch {batch_index}: {int(bad.sum())} NaN/Inf value(s) in "
+        f"{rows.numel()} row(s) (rows {shown}{more} of the batch; stream rows {stream}); "
+        f"expected finite features — check the extractor input or the data file"
+    )
+
+
+def _to_batch(batch: ArrayLike, device: torch.device | None) -> torch.Tensor:
+    if isinstance(batch, torch.Tensor):
+        t = batch.detach()
+        if not (t.dtype.is_floating_point or t.dtype in (torch.uint8, torch.int32, torch.int64)):
+            raise FidevalError(f"features batch: expected real values, got dtype {t.dtype}")
+    else:
+        arr = np.asarray(batch)
+        if arr.dtype.kind not in "fiu":
+            raise FidevalError(f"features batch: expected real values, got dtype {arr.dtype}")
+        arr = np.ascontiguousarray(arr)
+        t = torch.from_numpy(arr if arr.flags.writeable else arr.copy())
+    if device is None:
+        device = _compute_device(t.device)
+    return t.to(device=device, dtype=torch.float64)
+
+
+class GaussianStats:
+    """Streaming mean and covariance of feature vectors, float64, O(d²) memory.
+
+    >>> import numpy as np
+    >>> s = GaussianStats()
+    >>> x = np.arange(12.0).reshape(6, 2) ** 2
+    >>> s.update(x[:4]); s.update(x[4:])
+    >>> bool(np.allclose(s.cov, np.cov(x, rowvar=False)))
+    True
+
+    Args:
+        dim: feature dimension; inferred from the first batch when None.
+        device: where the accumulators live; the first batch's device when None
+            (CPU for MPS, which has no float64).
+    """
+
+    def __init__(self, dim: int | None = None, device: torch.device | str | None = None) -> None:
+        self.dim = dim
+        self.device = torch.device(device) if device is not None else None
+        self.n = 0
+        self.batches = 0
+        self._mean: torch.Tensor | None = None
+        self._m2: torch.Tensor | None = None
+
+    # ------------------------------------------------------------------ updates
+    def _init_state(self, d: int, device: torch.device) -> None:
+        if self.dim is None:
+            self.dim = d
+        self.device = device
+        self._mean = torch.zeros(d, dtype=torch.float64, device=device)
+        self._m2 = torch.zeros(d, d, dtype=torch.float64, device=device)
+
+    def update(self, batch: ArrayLike) -> None:
+        """Add a batch of features, shape (B, d); numpy or torch, any device."""
+        t = _to_batch(batch, self.device)
+        if t.ndim != 2:
+            raise FidevalError(
+                f"features batch {self.batches}: expected a 2-D (B, d) array, "
+                f"got shape {tuple(t.shape)}"
+            )
+        b, d = t.shape
+        if self.dim is not None and d != self.dim:
+            raise FidevalError(
+                f"features batch {self.batches}: d={d} but the statistics have d={self.dim}"
+            )
+        check_finite_batch(t, batch_index=self.batches, row_offset=self.n)
+        if self._mean is None:
+            self._init_state(d, t.device)
+        self.batches += 1
+        if b == 0:
+            return
+        batch_mean = t.mean(dim=0)
+        centred = t - batch_mean
+        self._combine(b, batch_mean, centred.mT @ centred)
+
+    def _combine(self, nb: int, mean_b: torch.Tensor, m2_b: torch.Tensor) -> None:
+        assert self._mean is not None and self._m2 is not None
+        na = self.n
+        n = na + nb
+        delta = mean_b - self._mean
+        self._mean += delta * (nb / n)
+        self._m2 += m2_b
+        if na > 0:
+            self._m2.addr_(delta, delta, alpha=na * nb / n)
+        self.n = n
+
+    def merge(self, other: GaussianStats) -> GaussianStats:
+        """Add another accumulator's samples to this one (in place); returns self."""
+        if other.n == 0:
+            return self
+        if self.dim is not None and other.dim != self.dim:
+            raise FidevalError(f"cannot merge statistics with d={other.dim} into d={self.dim}")
+        if self._mean is None:
+            self._init_state(int(other.dim), other.device)  # type: ignore[arg-type]
+        assert other._mean is not None and other._m2 is not None
+        self._combine(other.n, other._mean.to(self.device), other._m2.to(self.device))
+        self.batches += other.batches
+        return self
+
+    def reset(self) -> None:
+        """Forget all samples (keeps ``dim``)."""
+        self.n = 0
+        self.batches = 0
+        self._mean = None
+        self._m2 = None
+
+    def copy(self) -> GaussianStats:
+        out = GaussianStats(self.dim, self.device)
+        out.n, out.batches = self.n, self.batches
+        if self._mean is not None and self._m2 is not None:
+            out._mean, out._m2 = self._mean.clone(), self._m2.clone()
+        return out
+
+    # ------------------------------------------------------------------ results
+    def _require(self, minimum: int, what: str) -> None:
+        if self.n < minimum:
+            raise FidevalError(f"{what} needs at least {minimum} samples, have N={self.n}")
+
+    @property
+    def mean_tensor(self) -> torch.Tensor:
+        """μ as a float64 tensor on the accumulator's device."""
+        self._require(1, "the mean")
+        assert self._mean is not None
+        return self._mean
+
+    @property
+    def cov_tensor(self) -> torch.Tensor:
+        """Σ = M2/(n−1) as a float64 tensor on the accumulator's device."""
+        self._require(2, "the covariance")
+        assert self._m2 is not None
+        return self._m2 / (self.n - 1)
+
+    @property
+    def mean(self) -> np.ndarray:
+        """μ, float64 numpy array (d,)."""
+        return self.mean_tensor.cpu().numpy()
+
+    @property
+    def cov(self) -> np.ndarray:
+        """Σ with ddof=1 (as ``np.cov``), float64 numpy array (d, d)."""
+        return self.cov_tensor.cpu().numpy()
+
+    @property
+    def m2_tensor(self) -> torch.Tensor:
+        self._require(1, "the scatter")
+        assert self._m2 is not None
+        return self._m2
+
+    # ------------------------------------------------------------------ state
+    @classmethod
+    def from_moments(
+        cls, n: int, mean: ArrayLike, cov: ArrayLike, device: torch.device | str | None = None
+    ) -> GaussianStats:
+        """Statistics of n samples with mean ``mean`` and ddof=1 covariance ``cov``."""
+        mean_t = _to_batch(mean, None if device is None else torch.device(device)).reshape(-1)
+        cov_t = _to_batch(cov, mean_t.device)
+        out = cls(int(mean_t.shape[0]), mean_t.device)
+        out.n = int(n)
+        out._mean = mean_t.clone()
+        out._m2 = cov_t * max(int(n) - 1, 0)
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain numpy state (n, batches, mean, m2) for checkpoints and all-reduce."""
+        return {
+            "n": self.n,
+            "batches": self.batches,
+            "dim": self.dim,
+            "mean": None if self._mean is None else self._mean.cpu().numpy(),
+            "m2": None if self._m2 is None else self._m2.cpu().numpy(),
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any]) -> GaussianStats:
+        out = cls(None if state["dim"] is None else int(state["dim"]))
+        out.n = int(state["n"])
+        out.batches = int(state["batches"])
+        if state["mean"] is not None:
+            out._mean = torch.from_numpy(np.array(state["mean"], dtype=np.float64))
+            out._m2 = torch.from_numpy(np.array(state["m2"], dtype=np.float64))
+            out.device = out._mean.device
+        return out
+
+    def __repr__(self) -> str:
+        return f"GaussianStats(n={self.n}, dim={self.dim})"
+
+
+class GroupedStats:
+    """Statistics of K disjoint groups of one stream; row i goes to group i mod K.
+
+    The total is the exact merge of the groups. Rows are buffered per group and
+    accumulated in blocks (``block_rows``), so K groups cost about as much as one.
+
+    Args:
+        groups: number of groups K ≥ 1.
+        dim: feature dimension (inferred when None).
+        block_rows: rows buffered per group before they are accumulated.
+    """
+
+    def __init__(
+        self,
+        groups: int,
+        dim: int | None = None,
+        device: torch.device | str | None = None,
+        block_rows: int = 256,
+    ) -> None:
+        if groups < 1:
+            raise FidevalError(f"groups must be ≥ 1, got {groups}")
+        self.k = int(groups)
+        self.block_rows = int(block_rows)
+        self.groups = [GaussianStats(dim, device) for _ in range(self.k)]
+        self._buffers: list[list[torch.Tensor]] = [[] for _ in range(self.k)]
+        self._buffered = [0] * self.k
+        self.n = 0
+        self.batches = 0
+        self.dim = dim
+
+    def update(self, batch: ArrayLike) -> None:
+        """Add a batch (B, d): its rows continue the round-robin over groups."""
+        device = self.groups[0].device
+        t = _to_batch(batch, device)
+        if t.ndim != 2:
+            raise FidevalError(
+                f"features batch {self.batches}: expected a 2-D (B, d) array, "
+                f"got shape {tuple(t.shape)}"
+            )
+        if self.dim is not None and t.shape[1] != self.dim:
+            raise FidevalError(
+                f"features batch {self.batches}: d={t.shape[1]} but the statistics have "
+                f"d={self.dim}"
+            )
+        check_finite_batch(t, batch_index=self.batches, row_offset=self.n)
+        self.dim = int(t.shape[1])
+        self.batches += 1
+        for g in range(self.k):
+            # Rows j with (n + j) mod K == g.
+            start = (g - self.n) % self.k
+            part = t[start :: self.k]
+            if part.shape[0]:
+                self._buffers[g].append(part)
+                self._buffered[g] += part.shape[0]
+                if self._buffered[g] >= self.block_rows:
+                    self._flush(g)
+        self.n += int(t.shape[0])
+
+    def _flush(self, g: int) -> None:
+        if self._buffered[g]:
+            self.groups[g].update(torch.cat(self._buffers[g]))
+            self._buffers[g] = []
+            self._buffered[g] = 0
+
+    def flush(self) -> None:
+        for g in range(self.k):
+            self._flush(g)
+
+    def group(self, g: int) -> GaussianStats:
+        """Statistics of group g (flushed)."""
+        self._flush(g)
+        return self.groups[g]
+
+    def merged(self, indices: Iterable[int] | None = None) -> GaussianStats:
+        """Exact merge of the chosen groups (all by default)."""
+        self.flush()
+        out = GaussianStats(self.dim)
+        for g in range(self.k) if indices is None else indices:
+            out.merge(self.groups[g])
+        return out
+
+    def total(self) -> GaussianStats:
+        """Statistics of the whole stream."""
+        return self.merged()
+
+    def sizes(self) -> list[int]:
+        self.flush()
+        return [s.n for s in self.groups]
+
+    def merge(self, other: GroupedStats) -> GroupedStats:
+        """Merge another stream's grouped statistics, group by group (same K)."""
+        if other.k != self.k:
+            raise FidevalError(f"cannot merge {other.k} groups into {self.k} groups")
+        self.flush()
+        other.flush()
+        for mine, theirs in zip(self.groups, other.groups, strict=True):
+            mine.merge(theirs)
+        self.n += other.n
+        self.batches += other.batches
+        self.dim = self.dim or other.dim
+        return self
+
+    def state_dict(self) -> dict[str, Any]:
+        self.flush()
+        return {"k": self.k, "n": self.n, "groups": [g.state_dict() for g in self.groups]}
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any]) -> GroupedStats:
+        out = cls(int(state["k"]))
+        out.groups = [GaussianStats.from_state_dict(s) for s in state["groups"]]
+        out.n = int(state["n"])
+        out.dim = out.groups[0].dim
+        return out
+
+    def __repr__(self) -> str:
+        return f"GroupedStats(k={self.k}, n={self.n}, dim={self.dim})"
