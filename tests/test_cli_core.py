@@ -92,7 +92,9 @@ def test_dimension_mismatch(tmp_path, rng, capsys):
 def test_console_script_no_traceback(tmp_path):
     r = subprocess.run(
         [sys.executable, "-m", "fideval", "distance", str(tmp_path / "no.npz"), "x.npz"],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert r.returncode == 2
     assert "no.npz: no such file" in r.stderr and "Traceback" not in r.stderr

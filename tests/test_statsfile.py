@@ -47,10 +47,19 @@ def test_reads_foreign_layouts(tmp_path, rng):
     mu, sigma = x.mean(0), np.cov(x, rowvar=False)
     np.savez(tmp_path / "pf.npz", mu=mu, sigma=sigma)
     np.savez(tmp_path / "ddpm.npz", m2=mu, s2=sigma)
-    np.savez(tmp_path / "gd.npz", arr_0=np.zeros((2, 8, 8, 3), np.uint8), mu=mu, sigma=sigma,
-             mu_s=mu[:2], sigma_s=sigma[:2, :2])
-    for name, layout in (("pf", "pytorch-fid"), ("ddpm", "denoising-diffusion-pytorch"),
-                         ("gd", "pytorch-fid")):
+    np.savez(
+        tmp_path / "gd.npz",
+        arr_0=np.zeros((2, 8, 8, 3), np.uint8),
+        mu=mu,
+        sigma=sigma,
+        mu_s=mu[:2],
+        sigma_s=sigma[:2, :2],
+    )
+    for name, layout in (
+        ("pf", "pytorch-fid"),
+        ("ddpm", "denoising-diffusion-pytorch"),
+        ("gd", "pytorch-fid"),
+    ):
         rec = load_stats(tmp_path / f"{name}.npz")
         assert np.array_equal(rec.mu, mu) and rec.n is None and rec.layout == layout
 

@@ -9,7 +9,7 @@ from .errors import FidevalError, IncompatibleStatsError, NonFiniteFeaturesError
 from .frechet import (
     FrechetReference,
     FrechetResult,
-    frechet,
+    frechet_details,
     frechet_distance,
     frechet_from_features,
 )
@@ -29,7 +29,7 @@ __all__ = [
     "StatsRecord",
     "__version__",
     "check_compatible",
-    "frechet",
+    "frechet_details",
     "frechet_distance",
     "frechet_from_features",
     "load_stats",

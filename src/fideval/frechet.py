@@ -46,7 +46,7 @@ SYMMETRY_RTOL = 1e-6
 __all__ = [
     "FrechetReference",
     "FrechetResult",
-    "frechet",
+    "frechet_details",
     "frechet_distance",
     "frechet_from_features",
 ]
@@ -391,7 +391,7 @@ class FrechetReference:
         )
 
 
-def frechet(
+def frechet_details(
     mu1: ArrayLike,
     sigma1: ArrayLike,
     mu2: ArrayLike,
@@ -423,10 +423,10 @@ def frechet_distance(
 
     Same arguments and meaning (means and ddof=1 covariances, numpy arrays or torch
     tensors); returns a float. ``eps`` is accepted for signature compatibility and ignored:
-    fideval never adds ``eps·I`` (see :func:`frechet` for the diagnostics).
+    fideval never adds ``eps·I`` (see :func:`frechet_details` for the diagnostics).
     """
     del eps
-    return frechet(mu1, sigma1, mu2, sigma2).value
+    return frechet_details(mu1, sigma1, mu2, sigma2).value
 
 
 def _check_features(x: torch.Tensor, name: str) -> tuple[int, int]:
@@ -454,7 +454,7 @@ def frechet_from_features(x1: ArrayLike, x2: ArrayLike) -> FrechetResult:
 
     When min(N1, N2) < d the trace term is computed exactly from the features:
     tr((Σ1Σ2)^½) = ‖A1 A2ᵀ‖_*, A = (X − μ)/√(n−1) — no d×d matrix is formed. Otherwise
-    the covariances are formed and :func:`frechet` is used.
+    the covariances are formed and :func:`frechet_details` is used.
     """
     x1t, _ = as_float64(x1, "features1")
     x2t, _ = as_float64(x2, "features2")
@@ -467,7 +467,7 @@ def frechet_from_features(x1: ArrayLike, x2: ArrayLike) -> FrechetResult:
         mu1, mu2 = x1t.mean(0), x2t.mean(0)
         s1 = torch.cov(x1t.mT)
         s2 = torch.cov(x2t.mT)
-        return frechet(mu1, s1.reshape(d1, d1), mu2, s2.reshape(d1, d1), n1=n1, n2=n2)
+        return frechet_details(mu1, s1.reshape(d1, d1), mu2, s2.reshape(d1, d1), n1=n1, n2=n2)
     mu1, mu2 = x1t.mean(0), x2t.mean(0)
     a1 = (x1t - mu1) / math.sqrt(n1 - 1)
     a2 = (x2t - mu2) / math.sqrt(n2 - 1)

@@ -20,7 +20,7 @@ import numpy as np
 
 from .data.features import iter_feature_chunks, open_array, open_features
 from .errors import FidevalError
-from .frechet import FrechetResult, frechet, frechet_from_features
+from .frechet import FrechetResult, frechet_details, frechet_from_features
 from .io.provenance import check_compatible, make_provenance
 from .io.statsfile import KNOWN_LAYOUTS, StatsRecord, load_stats
 from .stats import GaussianStats
@@ -148,7 +148,7 @@ def compare_sides(a: Side, b: Side, *, force: bool = False) -> FrechetResult:
     ):
         result = frechet_from_features(np.asarray(a.features), np.asarray(b.features))
     else:
-        result = frechet(
+        result = frechet_details(
             a.record.mu, a.record.sigma, b.record.mu, b.record.sigma, n1=a.record.n, n2=b.record.n
         )
     if warnings:

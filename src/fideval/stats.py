@@ -66,6 +66,13 @@ def _to_batch(batch: ArrayLike, device: torch.device | None) -> torch.Tensor:
 class GaussianStats:
     """Streaming mean and covariance of feature vectors, float64, O(d²) memory.
 
+    State: n, a fixed shift c (the first batch's mean), S1 = Σ(x − c) and
+    S2 = Σ(x − c)(x − c)ᵀ, accumulated in float64 with one in-place GEMM per batch.
+    Then μ = c + S1/n and M2 = S2 − S1 S1ᵀ/n; since c is within a few standard errors
+    of μ, the subtraction loses nothing, and a large mean relative to the spread costs
+    no precision (DESIGN.md §2). Two accumulators merge exactly by re-expressing one
+    set of sums about the other's shift.
+
     >>> import numpy as np
     >>> s = GaussianStats()
     >>> x = np.arange(12.0).reshape(6, 2) ** 2
@@ -84,16 +91,19 @@ class GaussianStats:
         self.device = torch.device(device) if device is not None else None
         self.n = 0
         self.batches = 0
-        self._mean: torch.Tensor | None = None
-        self._m2: torch.Tensor | None = None
+        self._shift: torch.Tensor | None = None
+        self._s1: torch.Tensor | None = None
+        self._s2: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ updates
-    def _init_state(self, d: int, device: torch.device) -> None:
+    def _init_state(self, shift: torch.Tensor) -> None:
+        d = int(shift.shape[0])
         if self.dim is None:
             self.dim = d
-        self.device = device
-        self._mean = torch.zeros(d, dtype=torch.float64, device=device)
-        self._m2 = torch.zeros(d, d, dtype=torch.float64, device=device)
+        self.device = shift.device
+        self._shift = shift.clone()
+        self._s1 = torch.zeros(d, dtype=torch.float64, device=shift.device)
+        self._s2 = torch.zeros(d, d, dtype=torch.float64, device=shift.device)
 
     def update(self, batch: ArrayLike) -> None:
         """Add a batch of features, shape (B, d); numpy or torch, any device."""
@@ -109,25 +119,16 @@ class GaussianStats:
                 f"features batch {self.batches}: d={d} but the statistics have d={self.dim}"
             )
         check_finite_batch(t, batch_index=self.batches, row_offset=self.n)
-        if self._mean is None:
-            self._init_state(d, t.device)
         self.batches += 1
         if b == 0:
             return
-        batch_mean = t.mean(dim=0)
-        centred = t - batch_mean
-        self._combine(b, batch_mean, centred.mT @ centred)
-
-    def _combine(self, nb: int, mean_b: torch.Tensor, m2_b: torch.Tensor) -> None:
-        assert self._mean is not None and self._m2 is not None
-        na = self.n
-        n = na + nb
-        delta = mean_b - self._mean
-        self._mean += delta * (nb / n)
-        self._m2 += m2_b
-        if na > 0:
-            self._m2.addr_(delta, delta, alpha=na * nb / n)
-        self.n = n
+        if self._shift is None:
+            self._init_state(t.mean(dim=0))
+        assert self._shift is not None and self._s1 is not None and self._s2 is not None
+        t = t - self._shift  # never in place: t may share memory with the caller's array
+        self._s1 += t.sum(dim=0)
+        self._s2.addmm_(t.mT, t)
+        self.n += b
 
     def merge(self, other: GaussianStats) -> GaussianStats:
         """Add another accumulator's samples to this one (in place); returns self."""
@@ -135,10 +136,18 @@ class GaussianStats:
             return self
         if self.dim is not None and other.dim != self.dim:
             raise FidevalError(f"cannot merge statistics with d={other.dim} into d={self.dim}")
-        if self._mean is None:
-            self._init_state(int(other.dim), other.device)  # type: ignore[arg-type]
-        assert other._mean is not None and other._m2 is not None
-        self._combine(other.n, other._mean.to(self.device), other._m2.to(self.device))
+        assert other._shift is not None and other._s1 is not None and other._s2 is not None
+        if self._shift is None:
+            self._init_state(other._shift.to(self.device or other.device))
+        assert self._shift is not None and self._s1 is not None and self._s2 is not None
+        dev = self._shift.device
+        s1o, s2o = other._s1.to(dev), other._s2.to(dev)
+        delta = other._shift.to(dev) - self._shift
+        # Σ(x−c) = S1ₒ + nₒδ ;  Σ(x−c)(x−c)ᵀ = S2ₒ + S1ₒδᵀ + δS1ₒᵀ + nₒδδᵀ
+        self._s2 += s2o
+        self._s2.addr_(s1o, delta).addr_(delta, s1o).addr_(delta, delta, alpha=other.n)
+        self._s1 += s1o + other.n * delta
+        self.n += other.n
         self.batches += other.batches
         return self
 
@@ -146,14 +155,13 @@ class GaussianStats:
         """Forget all samples (keeps ``dim``)."""
         self.n = 0
         self.batches = 0
-        self._mean = None
-        self._m2 = None
+        self._shift = self._s1 = self._s2 = None
 
     def copy(self) -> GaussianStats:
         out = GaussianStats(self.dim, self.device)
         out.n, out.batches = self.n, self.batches
-        if self._mean is not None and self._m2 is not None:
-            out._mean, out._m2 = self._mean.clone(), self._m2.clone()
+        if self._shift is not None and self._s1 is not None and self._s2 is not None:
+            out._shift, out._s1, out._s2 = self._shift.clone(), self._s1.clone(), self._s2.clone()
         return out
 
     # ------------------------------------------------------------------ results
@@ -163,17 +171,24 @@ class GaussianStats:
 
     @property
     def mean_tensor(self) -> torch.Tensor:
-        """μ as a float64 tensor on the accumulator's device."""
+        """μ = c + S1/n as a float64 tensor on the accumulator's device."""
         self._require(1, "the mean")
-        assert self._mean is not None
-        return self._mean
+        assert self._shift is not None and self._s1 is not None
+        return self._shift + self._s1 / self.n
+
+    @property
+    def m2_tensor(self) -> torch.Tensor:
+        """Centred scatter M2 = S2 − S1 S1ᵀ/n (float64 tensor)."""
+        self._require(1, "the scatter")
+        assert self._s1 is not None and self._s2 is not None
+        m2 = torch.addr(self._s2, self._s1, self._s1, alpha=-1.0 / self.n)
+        return 0.5 * (m2 + m2.mT)
 
     @property
     def cov_tensor(self) -> torch.Tensor:
         """Σ = M2/(n−1) as a float64 tensor on the accumulator's device."""
         self._require(2, "the covariance")
-        assert self._m2 is not None
-        return self._m2 / (self.n - 1)
+        return self.m2_tensor / (self.n - 1)
 
     @property
     def mean(self) -> np.ndarray:
@@ -185,12 +200,6 @@ class GaussianStats:
         """Σ with ddof=1 (as ``np.cov``), float64 numpy array (d, d)."""
         return self.cov_tensor.cpu().numpy()
 
-    @property
-    def m2_tensor(self) -> torch.Tensor:
-        self._require(1, "the scatter")
-        assert self._m2 is not None
-        return self._m2
-
     # ------------------------------------------------------------------ state
     @classmethod
     def from_moments(
@@ -199,31 +208,37 @@ class GaussianStats:
         """Statistics of n samples with mean ``mean`` and ddof=1 covariance ``cov``."""
         mean_t = _to_batch(mean, None if device is None else torch.device(device)).reshape(-1)
         cov_t = _to_batch(cov, mean_t.device)
-        out = cls(int(mean_t.shape[0]), mean_t.device)
-        out.n = int(n)
-        out._mean = mean_t.clone()
-        out._m2 = cov_t * max(int(n) - 1, 0)
+        return cls._from_mean_m2(int(n), mean_t, cov_t * max(int(n) - 1, 0))
+
+    @classmethod
+    def _from_mean_m2(cls, n: int, mean: torch.Tensor, m2: torch.Tensor) -> GaussianStats:
+        out = cls(int(mean.shape[0]), mean.device)
+        out._init_state(mean)
+        assert out._s2 is not None
+        out._s2 += m2
+        out.n = n
         return out
 
     def state_dict(self) -> dict[str, Any]:
-        """Plain numpy state (n, batches, mean, m2) for checkpoints and all-reduce."""
+        """Plain numpy state (n, batches, dim, mean, m2) for files, checkpoints, all-reduce."""
+        empty = self.n == 0
         return {
             "n": self.n,
             "batches": self.batches,
             "dim": self.dim,
-            "mean": None if self._mean is None else self._mean.cpu().numpy(),
-            "m2": None if self._m2 is None else self._m2.cpu().numpy(),
+            "mean": None if empty else self.mean_tensor.cpu().numpy(),
+            "m2": None if empty else self.m2_tensor.cpu().numpy(),
         }
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Any]) -> GaussianStats:
-        out = cls(None if state["dim"] is None else int(state["dim"]))
-        out.n = int(state["n"])
+        if state["mean"] is None:
+            out = cls(None if state["dim"] is None else int(state["dim"]))
+        else:
+            mean = torch.from_numpy(np.array(state["mean"], dtype=np.float64))
+            m2 = torch.from_numpy(np.array(state["m2"], dtype=np.float64))
+            out = cls._from_mean_m2(int(state["n"]), mean, m2)
         out.batches = int(state["batches"])
-        if state["mean"] is not None:
-            out._mean = torch.from_numpy(np.array(state["mean"], dtype=np.float64))
-            out._m2 = torch.from_numpy(np.array(state["m2"], dtype=np.float64))
-            out.device = out._mean.device
         return out
 
     def __repr__(self) -> str:
