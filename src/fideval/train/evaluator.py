@@ -1,0 +1,385 @@
+"""FID during training at a cost chosen up front: :class:`FIDEvaluator`.
+
+A training loop calls ``evaluator.step(step)`` every step; the schedule decides whether
+to act. An evaluation:
+
+1. puts the sampler (or its EMA copy) and the extractor in eval mode, runs under
+   ``torch.inference_mode()``, and isolates the RNG (explicit seed ``seed + step``; the
+   training loop's Python / NumPy / torch generators are restored afterwards);
+2. draws image batches, turns them into features, and streams them into K group
+   statistics (no features kept);
+3. compares them with the cached, factored reference: plain FID at N, bias-corrected FID∞
+   and the expected FID of the ``target_n``-sample protocol, each with a 95% interval;
+4. returns an :class:`EvalRecord`, sends it to every callback, appends it to a JSONL log,
+   and calls ``keep_best`` when the FID is the best so far.
+
+The headline ``fid`` of a record is, for ``fixed`` and ``adaptive`` evaluations, the
+prediction of what the ``target_n``-sample protocol would give (``fid_at_target``); for
+``full`` evaluations it is the protocol's own plain FID at N. Both are in the record.
+
+Before the first evaluation it times one sampler batch and logs the projected cost.
+Sampling is routed through :meth:`FIDEvaluator._draw_features`, the one place a
+distributed mode shards (each rank its share, statistics merged by one all-reduce).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import FidevalError
+from ..estimate import AdaptiveEstimator, FidEstimate, estimate_fid
+from ..stats import GroupedStats
+from .hygiene import evaluation_mode, isolated_rng
+from .reference import ReferenceStats, compute_reference_stats, extractor_provenance
+from .samplers import as_image_sampler, check_images
+from .schedule import Clock, EveryNSteps, Plan, Schedule, WallClockBudget
+
+
+@dataclass
+class EvalRecord:
+    """One evaluation: what a training log needs, JSON-ready via :meth:`to_dict`."""
+
+    step: int
+    fid: float
+    fid_ci95: tuple[float, float]
+    n: int
+    m: int | None
+    method: str
+    mode: str
+    seconds: float
+    seed: int
+    fid_plain: float
+    fid_plain_ci95: tuple[float, float]
+    stopped_because: str
+    target_n: int
+    warnings: list[str] = field(default_factory=list)
+    estimate: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["fid_ci95"] = list(self.fid_ci95)
+        out["fid_plain_ci95"] = list(self.fid_plain_ci95)
+        return out
+
+
+def _format_seconds(s: float) -> str:
+    if s < 120:
+        return f"{s:.0f} s"
+    if s < 7200:
+        return f"{s / 60:.0f} min"
+    if s < 2 * 86400:
+        return f"{s / 3600:.1f} h"
+    return f"{s / 86400:.1f} days"
+
+
+class FIDEvaluator:
+    """Training-time FID with a schedule, a budget, hygiene, records and a cached reference.
+
+    Args:
+        sampler: ``sample(batch_size) -> images`` in [0, 1] (B, C, H, W), or an object
+            with ``.sample(batch_size=…)`` (e.g. denoising-diffusion-pytorch's
+            ``GaussianDiffusion``).
+        reference: a statistics file, a :class:`~fideval.io.statsfile.StatsRecord`, an
+            image tensor/array or an indexable dataset (computed once, cached).
+        extractor: images in [0, 1] → features (B, d), with ``provenance()``.
+        schedule: a :class:`~fideval.train.schedule.Schedule` (default: every 1000 steps,
+            5 000 samples).
+        ema: an EMA copy of the model to sample from instead (its ``.sample`` is used).
+        batch_size: images per sampler call.
+        seed: evaluation ``i`` at step ``s`` uses seed ``seed + s`` (recorded).
+        groups: K groups of the generated stream (for the bias correction and intervals).
+        target_n: the protocol sample count ``fid_at_target`` predicts (default 50 000).
+        callbacks: callables receiving each :class:`EvalRecord` (print, TensorBoard, W&B).
+        log_path: JSONL file; one object per evaluation is appended.
+        keep_best: called with the record when its ``fid`` is the best so far.
+        reference_n, cache_dir, device: passed to the reference computation.
+        log: where messages go (default: stderr).
+    """
+
+    def __init__(
+        self,
+        sampler: Any,
+        reference: Any,
+        extractor: Callable[[torch.Tensor], torch.Tensor],
+        *,
+        schedule: Schedule | None = None,
+        ema: Any = None,
+        batch_size: int = 100,
+        seed: int = 0,
+        groups: int = 10,
+        target_n: int = 50_000,
+        callbacks: Iterable[Callable[[EvalRecord], Any]] = (),
+        log_path: str | os.PathLike[str] | None = None,
+        keep_best: Callable[[EvalRecord], Any] | None = None,
+        reference_n: int | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        device: torch.device | str | None = None,
+        log: Callable[[str], None] | None = None,
+        progress: bool = False,
+    ) -> None:
+        self.model = ema if ema is not None else sampler
+        self._draw = as_image_sampler(self.model)
+        self._reference_input = reference
+        self.extractor = extractor
+        self.schedule = schedule or EveryNSteps(1000)
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.groups = int(groups)
+        self.target_n = int(target_n)
+        self.callbacks = list(callbacks)
+        self.log_path = Path(log_path) if log_path is not None else None
+        self.keep_best = keep_best
+        self.reference_n = reference_n
+        self.cache_dir = cache_dir
+        self.device = device
+        self.log = log or (lambda msg: print(f"[fideval] {msg}", file=sys.stderr))
+        self.progress = progress
+        self.records: list[EvalRecord] = []
+        self.best: EvalRecord | None = None
+        self._reference: ReferenceStats | None = None
+        self.train_seconds = 0.0
+        self.eval_seconds = 0.0
+        self.seconds_per_sample: float | None = None
+        self._last_return: float | None = None
+        self._last_eval_step: int | None = None
+        self._probed = False
+
+    # ------------------------------------------------------------------ reference
+    @property
+    def reference(self) -> ReferenceStats:
+        """The reference statistics (computed or loaded on first use)."""
+        if self._reference is None:
+            with evaluation_mode(self.extractor):
+                self._reference = compute_reference_stats(
+                    self._reference_input,
+                    self.extractor,
+                    n=self.reference_n,
+                    batch_size=self.batch_size,
+                    cache_dir=self.cache_dir,
+                    device=self.device,
+                    log=self.log,
+                )
+        return self._reference
+
+    # ------------------------------------------------------------------ timing
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        if self._last_return is not None:
+            self.train_seconds += now - self._last_return
+        self._last_return = now
+
+    def _clock(self, step: int) -> Clock:
+        return Clock(
+            step,
+            self.train_seconds,
+            self.eval_seconds,
+            self.seconds_per_sample,
+            self._last_eval_step,
+        )
+
+    def probe(self) -> float:
+        """Time one sampler batch through the extractor; log the projected cost in words."""
+        t0 = time.perf_counter()
+        with (
+            isolated_rng(self.seed),
+            evaluation_mode(self.model, self.extractor),
+            torch.inference_mode(),
+        ):
+            images = check_images(self._draw(self.batch_size), 0, self.batch_size)
+            self.extractor(images)
+        spent = time.perf_counter() - t0
+        self.eval_seconds += spent
+        self.seconds_per_sample = spent / self.batch_size
+        self._probed = True
+        self.log(self.projection())
+        return self.seconds_per_sample
+
+    def projection(self) -> str:
+        """The cost of evaluations at the current sampler speed, in words."""
+        sps = self.seconds_per_sample
+        if not sps:
+            return "sampler speed not measured yet"
+        text = (
+            f"{self.target_n} samples ≈ {_format_seconds(self.target_n * sps)} at the current "
+            f"sampler speed ({1 / sps:.1f} samples/s)"
+        )
+        sched = self.schedule
+        if isinstance(sched, WallClockBudget):
+            text += f"; the budget ({sched.describe()}) is spent as training time accrues"
+        elif isinstance(sched, EveryNSteps):
+            text += f"; each evaluation ({sched.n} samples) ≈ {_format_seconds(sched.n * sps)}"
+        if self.records:
+            last = self.records[-1]
+            half = 0.5 * (last.fid_ci95[1] - last.fid_ci95[0])
+            text += f"; the last evaluation used {last.n} samples, ±{half:.2f} FID"
+        return text
+
+    # ------------------------------------------------------------------ public
+    def step(self, step: int) -> EvalRecord | None:
+        """Call once per training step; evaluates when the schedule says so."""
+        self._tick()
+        if not self._probed:
+            self.probe()
+        plan = self.schedule.plan(self._clock(step))
+        record = None
+        if plan is not None:
+            record = self.evaluate(step, plan=plan)
+        self._last_return = time.perf_counter()
+        return record
+
+    def evaluate(
+        self,
+        step: int,
+        *,
+        plan: Plan | None = None,
+        mode: str = "fixed",
+        n: int = 5_000,
+        tolerance: float | None = None,
+    ) -> EvalRecord:
+        """Evaluate now (``plan`` or ``mode``/``n``/``tolerance``); returns the record."""
+        plan = plan or Plan(mode, n, tolerance)
+        if plan.mode not in ("fixed", "adaptive", "full"):
+            raise FidevalError(f"unknown evaluation mode {plan.mode!r}")
+        if plan.mode == "adaptive" and not plan.tolerance:
+            raise FidevalError("adaptive evaluation needs a tolerance (FID units)")
+        reference = self.reference  # computed outside the timed evaluation
+        t0 = time.perf_counter()
+        seed = self.seed + int(step)
+        with (
+            isolated_rng(seed),
+            evaluation_mode(self.model, self.extractor),
+            torch.inference_mode(),
+        ):
+            est = self._run(plan, reference)
+        seconds = time.perf_counter() - t0
+        self.eval_seconds += seconds
+        n_used = est.n_used or est.n
+        self.seconds_per_sample = seconds / max(n_used, 1)
+        self._last_eval_step = int(step)
+        record = self._record(step, plan, est, seconds, seed)
+        self._emit(record)
+        return record
+
+    # ------------------------------------------------------------------ internals
+    def _draw_features(self, count: int, batch_index: int) -> torch.Tensor:
+        images = check_images(self._draw(count), batch_index, count)
+        if self.device is not None:
+            images = images.to(self.device)
+        return self.extractor(images)
+
+    def _run(self, plan: Plan, reference: ReferenceStats) -> FidEstimate:
+        ref = reference.reference
+        if plan.mode == "adaptive":
+            est = AdaptiveEstimator(
+                ref,
+                plan.tolerance or 1.0,
+                groups=self.groups,
+                max_samples=plan.n,
+                target_n=self.target_n,
+                batch_size=self.batch_size,
+                progress=self.progress,
+                min_samples=min(plan.n, 2000),
+            )
+            b = 0
+            while not est.done:
+                est.update(self._draw_features(self.batch_size, b))
+                b += 1
+            return est.estimate()
+        grouped = GroupedStats(self.groups)
+        drawn, b = 0, 0
+        while drawn < plan.n:
+            count = min(self.batch_size, plan.n - drawn)
+            grouped.update(self._draw_features(count, b))
+            drawn += count
+            b += 1
+        est = estimate_fid(grouped, ref, target_n=self.target_n)
+        est.n_used, est.stopped_because = drawn, f"{plan.mode} sample count reached"
+        return est
+
+    def _record(
+        self, step: int, plan: Plan, est: FidEstimate, seconds: float, seed: int
+    ) -> EvalRecord:
+        if plan.mode == "full":
+            fid, ci, method = est.fid, est.fid_ci95, "plain FID at N (standard protocol)"
+        else:
+            fid, ci = est.fid_at_target, est.fid_at_target_ci95
+            method = f"predicted E[FID at N={est.target_n}] ({est.method})"
+        return EvalRecord(
+            step=int(step),
+            fid=float(fid),
+            fid_ci95=(float(ci[0]), float(ci[1])),
+            n=int(est.n_used or est.n),
+            m=est.m,
+            method=method,
+            mode=plan.mode,
+            seconds=float(seconds),
+            seed=seed,
+            fid_plain=float(est.fid),
+            fid_plain_ci95=(float(est.fid_ci95[0]), float(est.fid_ci95[1])),
+            stopped_because=est.stopped_because or "",
+            target_n=est.target_n,
+            warnings=list(est.warnings),
+            estimate=est.to_dict(),
+        )
+
+    def _emit(self, record: EvalRecord) -> None:
+        self.records.append(record)
+        if self.log_path is not None:
+            append_jsonl(self.log_path, record.to_dict())
+        for cb in self.callbacks:
+            cb(record)
+        if math.isfinite(record.fid) and (self.best is None or record.fid < self.best.fid):
+            self.best = record
+            if self.keep_best is not None:
+                self.keep_best(record)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Timing and records, to resume budget accounting with a training checkpoint."""
+        return {
+            "train_seconds": self.train_seconds,
+            "eval_seconds": self.eval_seconds,
+            "seconds_per_sample": self.seconds_per_sample,
+            "last_eval_step": self._last_eval_step,
+            "records": [r.to_dict() for r in self.records],
+        }
+
+    def provenance(self) -> dict[str, Any]:
+        return extractor_provenance(self.extractor)
+
+
+def append_jsonl(path: Path, obj: dict[str, Any]) -> None:
+    """Append one JSON line with a single ``write`` on an O_APPEND descriptor, fsync'ed.
+
+    A kill leaves every earlier line intact; a line is either written whole or not at all
+    (single appends below the filesystem's atomic-write size).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = (json.dumps(obj, default=float) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Records of a JSONL log (a torn last line from a kill is ignored)."""
+    out = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return out

@@ -1,0 +1,287 @@
+"""Reference statistics for training-time FID: computed once, cached, never silently stale.
+
+The cache file's name is a hash of everything that changes the numbers, and the same
+key is stored inside the file and compared in full on load:
+
+    dataset fingerprint · image size · preprocessing profile · extractor id ·
+    weights SHA-256 · dims · N · augmentation ("none") · order ("sequential")
+
+The reference is read in a fixed order straight from the dataset (never from the
+training iterator, so no augmentation and no advanced iterator). Computing it is
+resumable: every ``checkpoint_every`` batches the partial statistics and the count of
+images consumed are written atomically to ``<key>.partial.npz``; a resumed run skips
+exactly those images, so nothing is lost or counted twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import FidevalError
+from ..frechet import FrechetReference
+from ..io.atomic import atomic_write
+from ..io.provenance import make_provenance
+from ..io.statsfile import StatsRecord, load_stats, save_stats
+from ..stats import GaussianStats
+from .hygiene import evaluation_mode
+
+Extractor = Callable[[torch.Tensor], torch.Tensor]
+
+
+def default_cache_dir() -> Path:
+    """``$FIDEVAL_CACHE`` or ``$XDG_CACHE_HOME/fideval/reference`` (``~/.cache/…``)."""
+    if os.environ.get("FIDEVAL_CACHE"):
+        return Path(os.environ["FIDEVAL_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "fideval" / "reference"
+
+
+# --------------------------------------------------------------------------- datasets
+
+
+class TensorImages:
+    """An in-memory image tensor (N, C, H, W), float in [0, 1] or uint8 (→ /255)."""
+
+    def __init__(self, images: torch.Tensor) -> None:
+        if images.ndim != 4:
+            raise FidevalError(
+                f"reference images: expected (N, C, H, W), got shape {tuple(images.shape)}"
+            )
+        self.images = images
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def batch(self, start: int, stop: int) -> torch.Tensor:
+        x = self.images[start:stop]
+        return x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+
+    def fingerprint(self) -> str:
+        data = self.images.detach().cpu().contiguous()
+        h = hashlib.sha256(data.numpy().tobytes())
+        return f"tensor:{tuple(data.shape)}:{data.dtype}:{h.hexdigest()[:16]}"
+
+    @property
+    def image_size(self) -> list[int]:
+        return [int(s) for s in self.images.shape[2:]]
+
+
+class DatasetImages:
+    """An indexable dataset (``ds[i]`` an image tensor, or a tuple whose first item is)."""
+
+    def __init__(self, dataset: Any, fingerprint_items: int = 64) -> None:
+        self.dataset = dataset
+        self.fingerprint_items = fingerprint_items
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def _item(self, i: int) -> torch.Tensor:
+        item = self.dataset[i]
+        if isinstance(item, tuple | list):
+            item = item[0]
+        if not isinstance(item, torch.Tensor):
+            item = torch.as_tensor(np.asarray(item))
+        return item.float() / 255.0 if item.dtype == torch.uint8 else item.float()
+
+    def batch(self, start: int, stop: int) -> torch.Tensor:
+        return torch.stack([self._item(i) for i in range(start, stop)])
+
+    def fingerprint(self) -> str:
+        """Class, length and a hash of evenly spaced items (the whole set when small)."""
+        n = len(self)
+        count = min(n, self.fingerprint_items)
+        idx = np.unique(np.linspace(0, n - 1, count).round().astype(int)) if n else []
+        h = hashlib.sha256()
+        for i in idx:
+            h.update(self._item(int(i)).numpy().tobytes())
+        return f"dataset:{type(self.dataset).__name__}:{n}:{h.hexdigest()[:16]}"
+
+    @property
+    def image_size(self) -> list[int]:
+        return [int(s) for s in self._item(0).shape[1:]] if len(self) else []
+
+
+def as_image_source(reference: Any) -> TensorImages | DatasetImages:
+    if isinstance(reference, torch.Tensor):
+        return TensorImages(reference)
+    if isinstance(reference, np.ndarray):
+        arr = torch.from_numpy(np.ascontiguousarray(reference))
+        if arr.ndim == 4 and arr.shape[-1] in (1, 3, 4) and arr.shape[1] not in (1, 3, 4):
+            arr = arr.permute(0, 3, 1, 2)  # NHWC → NCHW
+        return TensorImages(arr)
+    if hasattr(reference, "__len__") and hasattr(reference, "__getitem__"):
+        return DatasetImages(reference)
+    raise FidevalError(
+        f"reference: expected a statistics file, a tensor/array of images or an indexable "
+        f"dataset, got {type(reference).__name__}"
+    )
+
+
+# --------------------------------------------------------------------------- cache
+
+
+@dataclass
+class ReferenceStats:
+    """Reference statistics, their provenance, and the factored form for comparisons."""
+
+    record: StatsRecord
+    reference: FrechetReference
+    cache_path: Path | None = None
+    from_cache: bool = False
+
+
+def cache_key(source: TensorImages | DatasetImages, extractor: Any, n: int) -> dict[str, Any]:
+    prov = extractor_provenance(extractor)
+    return {
+        "dataset": source.fingerprint(),
+        "image_size": source.image_size,
+        "profile": prov.get("profile"),
+        "extractor": prov.get("extractor"),
+        "weights_sha256": prov.get("weights_sha256"),
+        "dims": prov.get("dims"),
+        "n": int(n),
+        "augmentation": "none",
+        "order": "sequential",
+    }
+
+
+def extractor_provenance(extractor: Any) -> dict[str, Any]:
+    if hasattr(extractor, "provenance"):
+        return dict(extractor.provenance())
+    return {"extractor": type(extractor).__name__}
+
+
+def key_hash(key: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def _save_partial(path: Path, stats: GaussianStats, consumed: int, key: dict[str, Any]) -> None:
+    state = stats.state_dict()
+    arrays = {"consumed": np.array(consumed), "key": np.array(json.dumps(key, sort_keys=True))}
+    if state["mean"] is not None:
+        arrays.update(mean=state["mean"], m2=state["m2"], n=np.array(state["n"]))
+    with atomic_write(path) as fh:
+        np.savez(fh, **arrays)
+
+
+def _load_partial(path: Path, key: dict[str, Any]) -> tuple[GaussianStats, int] | None:
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if json.loads(str(data["key"])) != key:
+                return None
+            consumed = int(data["consumed"])
+            if "mean" not in data.files:
+                return GaussianStats(), consumed
+            state = {
+                "n": int(data["n"]),
+                "batches": 0,
+                "dim": int(data["mean"].shape[0]),
+                "mean": data["mean"],
+                "m2": data["m2"],
+            }
+    except Exception:  # a damaged partial file is ignored: recompute from scratch
+        return None
+    return GaussianStats.from_state_dict(state), consumed
+
+
+def compute_reference_stats(
+    reference: Any,
+    extractor: Extractor,
+    *,
+    n: int | None = None,
+    batch_size: int = 100,
+    cache_dir: str | os.PathLike[str] | None = None,
+    checkpoint_every: int = 20,
+    device: torch.device | str | None = None,
+    log: Callable[[str], None] | None = None,
+) -> ReferenceStats:
+    """Reference statistics from a stats file, images or a dataset — cached and resumable.
+
+    Args:
+        reference: a statistics file path (used as is), a :class:`StatsRecord`, an image
+            tensor / array (N, C, H, W) in [0, 1] or uint8, or an indexable dataset.
+        extractor: images in [0, 1] → features (B, d); its ``provenance()`` goes into
+            the cache key.
+        n: number of reference images (default: all, in order).
+        cache_dir: where cached statistics live (default :func:`default_cache_dir`);
+            ``False``-y ``""`` disables caching.
+        checkpoint_every: batches between atomic checkpoints of the partial statistics.
+    """
+    log = log or (lambda _msg: None)
+    if isinstance(reference, StatsRecord):
+        return ReferenceStats(
+            reference, FrechetReference(reference.mu, reference.sigma, reference.n)
+        )
+    if isinstance(reference, str | os.PathLike) and str(reference).endswith(".npz"):
+        rec = load_stats(reference)
+        return ReferenceStats(rec, FrechetReference(rec.mu, rec.sigma, rec.n))
+    source = as_image_source(reference)
+    total = len(source) if n is None else int(n)
+    if total > len(source):
+        raise FidevalError(
+            f"reference: asked for n={total} images but the dataset has {len(source)}"
+        )
+    if total < 2:
+        raise FidevalError(f"reference: need at least 2 images, got {total}")
+    key = cache_key(source, extractor, total)
+    folder = None if cache_dir == "" else Path(cache_dir or default_cache_dir())
+    final = partial = None
+    if folder is not None:
+        final = folder / f"ref-{key_hash(key)}.npz"
+        partial = folder / f"ref-{key_hash(key)}.partial.npz"
+        if final.exists():
+            rec = load_stats(final)
+            if rec.meta.get("cache_key") == key:
+                log(f"reference statistics loaded from cache {final} (N={rec.n})")
+                return ReferenceStats(rec, FrechetReference(rec.mu, rec.sigma, rec.n), final, True)
+            log(f"cache file {final} has a different key; recomputing")
+    stats, consumed = GaussianStats(), 0
+    if partial is not None:
+        resumed = _load_partial(partial, key)
+        if resumed is not None:
+            stats, consumed = resumed
+            log(f"resuming reference statistics at {consumed}/{total} images from {partial}")
+    batches_since = 0
+    with evaluation_mode(extractor), torch.inference_mode():
+        while consumed < total:
+            stop = min(consumed + batch_size, total)
+            images = source.batch(consumed, stop)
+            if device is not None:
+                images = images.to(device)
+            stats.update(extractor(images))
+            consumed = stop
+            batches_since += 1
+            if partial is not None and batches_since >= checkpoint_every and consumed < total:
+                _save_partial(partial, stats, consumed, key)
+                batches_since = 0
+    meta = make_provenance(
+        **extractor_provenance(extractor),
+        cache_key=key,
+        source=key["dataset"],
+        n=stats.n,
+        augmentation="none",
+    )
+    rec = StatsRecord(stats.mean, stats.cov, stats.n, meta)
+    if final is not None:
+        save_stats(final, rec)
+        if partial is not None and partial.exists():
+            partial.unlink()
+        log(f"reference statistics (N={stats.n}) cached to {final}")
+    return ReferenceStats(rec, FrechetReference(rec.mu, rec.sigma, rec.n), final, False)
+
+
+def describe_key_change(old: dict[str, Any], new: dict[str, Any]) -> Sequence[str]:
+    """The cache-key fields that differ (for messages)."""
+    return [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]

@@ -1,0 +1,285 @@
+"""The training-time Evaluator: schedules, budget, hygiene, records, reference cache."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from fideval.errors import FidevalError
+from fideval.train import (
+    EveryNSteps,
+    FIDEvaluator,
+    Staged,
+    WallClockBudget,
+    compute_reference_stats,
+    read_jsonl,
+)
+from fideval.train.reference import TensorImages, _save_partial, cache_key, key_hash
+from fideval.train.schedule import Clock
+
+
+class TinyExtractor(nn.Module):
+    """Images (B, 1, 4, 4) in [0, 1] → 6-d features; with a dropout to catch train mode."""
+
+    def __init__(self, seed: int = 0, dims: int = 6) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.proj = nn.Linear(16, dims)
+        with torch.no_grad():
+            self.proj.weight.copy_(torch.randn(dims, 16, generator=g))
+            self.proj.bias.zero_()
+        self.drop = nn.Dropout(0.5)
+        self.seed = seed
+        self.dims = dims
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.drop(torch.tanh(self.proj(x.flatten(1))))
+
+    def provenance(self) -> dict:
+        return {
+            "extractor": "tiny",
+            "weights_sha256": f"seed{self.seed}",
+            "dims": self.dims,
+            "profile": "unit",
+        }
+
+
+class FakeModel(nn.Module):
+    """A 'generator': uniform noise blended towards a fixed pattern; records its modes."""
+
+    def __init__(self, quality: float = 0.5) -> None:
+        super().__init__()
+        self.quality = quality
+        self.drop = nn.Dropout(0.1)
+        self.modes_seen: list[bool] = []
+
+    def sample(self, batch_size: int) -> torch.Tensor:
+        self.modes_seen.append(self.training)
+        base = torch.rand(batch_size, 1, 4, 4)
+        return (self.quality * base + (1 - self.quality) * 0.5).clamp(0, 1)
+
+
+@pytest.fixture
+def real() -> torch.Tensor:
+    return torch.rand(300, 1, 4, 4, generator=torch.Generator().manual_seed(1))
+
+
+def make(real, tmp_path, **kw):
+    defaults = dict(
+        schedule=EveryNSteps(2, n=200),
+        batch_size=50,
+        groups=4,
+        cache_dir=tmp_path / "cache",
+        log=lambda m: None,
+    )
+    defaults.update(kw)
+    return FIDEvaluator(FakeModel(), real, TinyExtractor(), **defaults)
+
+
+def test_every_n_steps_and_records(real, tmp_path):
+    seen = []
+    ev = make(real, tmp_path, log_path=tmp_path / "log.jsonl", callbacks=[seen.append])
+    out = [ev.step(s) for s in range(1, 7)]
+    assert [r is not None for r in out] == [False, True, False, True, False, True]
+    assert [r.step for r in seen] == [2, 4, 6]
+    rows = read_jsonl(tmp_path / "log.jsonl")
+    assert [r["step"] for r in rows] == [2, 4, 6]
+    for r in rows:
+        assert {"step", "fid", "fid_ci95", "n", "seconds", "method"} <= set(r)
+        assert r["n"] == 200 and len(r["fid_ci95"]) == 2
+        assert r["fid_ci95"][0] <= r["fid"] <= r["fid_ci95"][1]
+
+
+def test_eval_mode_restored_and_used(real, tmp_path):
+    ev = make(real, tmp_path)
+    model, ext = ev.model, ev.extractor
+    model.train()
+    ext.train()
+    ext.proj.eval()  # a submodule the user froze stays frozen
+    ev.evaluate(10, n=100)
+    assert model.modes_seen and not any(model.modes_seen)  # sampled in eval mode
+    assert model.training and ext.training and not ext.proj.training
+
+
+def test_training_rng_untouched(real, tmp_path):
+    ev = make(real, tmp_path)
+    torch.manual_seed(123)
+    random.seed(5)
+    np.random.seed(7)
+    ev.evaluate(2, n=100)
+    after = (torch.rand(3), random.random(), np.random.rand())
+    torch.manual_seed(123)
+    random.seed(5)
+    np.random.seed(7)
+    expected = (torch.rand(3), random.random(), np.random.rand())
+    assert torch.equal(after[0], expected[0]) and after[1:] == expected[1:]
+
+
+def test_seeded_evaluations_are_reproducible(real, tmp_path):
+    a = make(real, tmp_path).evaluate(8, n=100)
+    b = make(real, tmp_path).evaluate(8, n=100)
+    c = make(real, tmp_path).evaluate(9, n=100)
+    assert a.seed == 8 and a.fid == b.fid and a.fid != c.fid
+
+
+def test_keep_best_called_on_improvement(real, tmp_path):
+    saved = []
+    ev = make(real, tmp_path, keep_best=saved.append)
+    for q in (0.9, 0.2, 0.6, 0.05):
+        ev.model.quality = q
+        ev.evaluate(1, n=200)
+    fids = [r.fid for r in ev.records]
+    assert [r.fid for r in saved] == [
+        f for i, f in enumerate(fids) if f < min(fids[:i], default=np.inf)
+    ]
+
+
+def test_budget_schedule_keeps_fraction():
+    sched = WallClockBudget(fraction=0.1, min_samples=100, max_samples=1000)
+    # 0.01 s per sample; 50 s of training → 5 s credit → 500 samples.
+    assert sched.plan(Clock(10, 50.0, 0.0, 0.01, None)).n == 500
+    assert sched.plan(Clock(10, 5.0, 0.0, 0.01, None)) is None  # 0.5 s buys 50 < 100
+    assert sched.plan(Clock(10, 500.0, 0.0, 0.01, None)).n == 1000  # capped
+    assert sched.plan(Clock(10, 50.0, 4.5, 0.01, None)) is None  # credit spent
+
+
+def test_budget_evaluator_stays_within_fraction(real, tmp_path):
+    import time
+
+    ev = make(
+        real, tmp_path, schedule=WallClockBudget(fraction=0.2, min_samples=100, max_samples=400)
+    )
+    _ = ev.reference
+    for s in range(1, 40):
+        time.sleep(0.02)  # "training"
+        ev.step(s)
+    assert ev.records, "the budget should allow some evaluations"
+    # Overshoot is at most one evaluation's cost above the budget line.
+    worst = max(r.seconds for r in ev.records)
+    assert ev.eval_seconds <= 0.2 * ev.train_seconds + worst + 1e-6
+
+
+def test_staged_schedule():
+    sched = Staged(start=10, full_from=30, every=5, tolerance=0.5, max_samples=800, full_n=5000)
+    plans = {s: sched.plan(Clock(s, 0, 0, None, None)) for s in range(0, 36)}
+    assert all(plans[s] is None for s in range(10))
+    assert plans[10].mode == "adaptive" and plans[10].tolerance == 0.5 and plans[10].n == 800
+    assert plans[30].mode == "full" and plans[30].n == 5000
+    assert plans[11] is None
+
+
+def test_adaptive_and_full_modes(real, tmp_path):
+    ev = make(real, tmp_path)
+    r = ev.evaluate(3, plan=None, mode="adaptive", n=3000, tolerance=1e9)
+    assert r.mode == "adaptive" and r.n <= 3000 and r.stopped_because
+    full = ev.evaluate(4, mode="full", n=400)
+    assert full.fid == full.fid_plain and full.n == 400
+    with pytest.raises(FidevalError, match="needs a tolerance"):
+        ev.evaluate(5, mode="adaptive", n=100)
+
+
+def test_sampler_output_is_checked(real, tmp_path):
+    ev = FIDEvaluator(
+        lambda b: torch.rand(b, 1, 4, 4) * 2 - 1,
+        real,
+        TinyExtractor(),
+        cache_dir=tmp_path,
+        log=lambda m: None,
+        batch_size=50,
+    )
+    with pytest.raises(
+        FidevalError, match=r"sampler batch 0: values in \[.*expected images in \[0, 1\]"
+    ):
+        ev.evaluate(1, n=100)
+
+
+# ----------------------------------------------------------------- reference cache
+
+
+def test_reference_cache_hit_and_key_changes(real, tmp_path):
+    ext = TinyExtractor()
+    a = compute_reference_stats(real, ext, cache_dir=tmp_path)
+    assert not a.from_cache and a.cache_path.exists()
+    calls = ext.calls
+    b = compute_reference_stats(real, ext, cache_dir=tmp_path)
+    assert b.from_cache and ext.calls == calls  # nothing recomputed
+    assert np.array_equal(a.record.sigma, b.record.sigma)
+    # Every key change gives a different cache entry: data, N, extractor weights, dims.
+    changed = [
+        compute_reference_stats(real.clone().mul_(0.99), ext, cache_dir=tmp_path),
+        compute_reference_stats(real, ext, n=200, cache_dir=tmp_path),
+        compute_reference_stats(real, TinyExtractor(seed=1), cache_dir=tmp_path),
+        compute_reference_stats(real, TinyExtractor(dims=5), cache_dir=tmp_path),
+    ]
+    assert all(not c.from_cache for c in changed)
+    assert len({c.cache_path for c in changed} | {a.cache_path}) == 5
+
+
+def test_reference_cache_image_size_in_key(tmp_path):
+    small = torch.rand(50, 1, 4, 4)
+    key_a = cache_key(TensorImages(small), TinyExtractor(), 50)
+    assert key_a["image_size"] == [4, 4] and key_a["augmentation"] == "none"
+
+
+def test_stale_cache_with_wrong_key_is_not_reused(real, tmp_path):
+    ext = TinyExtractor()
+    a = compute_reference_stats(real, ext, cache_dir=tmp_path)
+    # Tamper: rewrite the file's recorded key (as if made by another version of the key).
+    from fideval.io.statsfile import load_stats, save_stats
+
+    rec = load_stats(a.cache_path)
+    rec.meta["cache_key"] = {**rec.meta["cache_key"], "dims": 999}
+    save_stats(a.cache_path, rec)
+    b = compute_reference_stats(real, ext, cache_dir=tmp_path)
+    assert not b.from_cache
+
+
+class Boom(Exception):
+    pass
+
+
+def test_reference_resume_after_kill_counts_each_image_once(real, tmp_path):
+    full = compute_reference_stats(real, TinyExtractor(), cache_dir="", batch_size=20)
+
+    class Dying(TinyExtractor):
+        def forward(self, x):
+            if self.calls == 9:
+                raise Boom("killed")
+            return super().forward(x)
+
+    dying = Dying()
+    with pytest.raises(Boom):
+        compute_reference_stats(real, dying, cache_dir=tmp_path, batch_size=20, checkpoint_every=4)
+    partials = list(tmp_path.glob("*.partial.npz"))
+    assert len(partials) == 1
+    with np.load(partials[0]) as p:
+        assert int(p["consumed"]) == 160 and int(p["n"]) == 160  # 8 batches checkpointed
+    resumed_ext = TinyExtractor()
+    resumed = compute_reference_stats(real, resumed_ext, cache_dir=tmp_path, batch_size=20)
+    assert resumed_ext.calls == (300 - 160) // 20  # only the rest was computed
+    assert resumed.record.n == 300
+    np.testing.assert_allclose(resumed.record.sigma, full.record.sigma, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(resumed.record.mu, full.record.mu, rtol=1e-12, atol=1e-15)
+    assert not list(tmp_path.glob("*.partial.npz"))
+
+
+def test_partial_with_other_key_is_ignored(real, tmp_path):
+    ext = TinyExtractor()
+    key = cache_key(TensorImages(real), ext, 300)
+    from fideval.stats import GaussianStats
+
+    bogus = GaussianStats()
+    bogus.update(np.ones((5, 6)) * 100 + np.arange(6))
+    _save_partial(tmp_path / f"ref-{key_hash(key)}.partial.npz", bogus, 100, {**key, "n": 12345})
+    out = compute_reference_stats(real, ext, cache_dir=tmp_path)
+    assert out.record.n == 300  # the foreign partial was not merged in
+    assert json.dumps(out.record.meta["cache_key"], sort_keys=True) == json.dumps(
+        key, sort_keys=True
+    )
