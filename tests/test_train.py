@@ -112,13 +112,13 @@ def test_training_rng_untouched(real, tmp_path):
     ev = make(real, tmp_path)
     torch.manual_seed(123)
     random.seed(5)
-    np.random.seed(7)
+    np.random.seed(7)  # noqa: NPY002
     ev.evaluate(2, n=100)
-    after = (torch.rand(3), random.random(), np.random.rand())
+    after = (torch.rand(3), random.random(), np.random.rand())  # noqa: NPY002
     torch.manual_seed(123)
     random.seed(5)
-    np.random.seed(7)
-    expected = (torch.rand(3), random.random(), np.random.rand())
+    np.random.seed(7)  # noqa: NPY002
+    expected = (torch.rand(3), random.random(), np.random.rand())  # noqa: NPY002
     assert torch.equal(after[0], expected[0]) and after[1:] == expected[1:]
 
 

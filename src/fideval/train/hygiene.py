@@ -40,16 +40,16 @@ def evaluation_mode(*objects: Any) -> Iterator[None]:
 def isolated_rng(seed: int | None) -> Iterator[None]:
     """Run the block with its own seeded RNG streams; restore the caller's afterwards."""
     py_state = random.getstate()
-    np_state = np.random.get_state()
+    np_state = np.random.get_state()  # noqa: NPY002 - the global stream training uses
     cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
     devices = list(range(torch.cuda.device_count())) if cuda else []
     with torch.random.fork_rng(devices=devices, enabled=True):
         if seed is not None:
             random.seed(seed)
-            np.random.seed(seed % 2**32)
+            np.random.seed(seed % 2**32)  # noqa: NPY002
             torch.manual_seed(seed)
         try:
             yield
         finally:
             random.setstate(py_state)
-            np.random.set_state(np_state)
+            np.random.set_state(np_state)  # noqa: NPY002
