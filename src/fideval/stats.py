@@ -255,6 +255,9 @@ class GroupedStats:
         groups: number of groups K ≥ 1.
         dim: feature dimension (inferred when None).
         block_rows: rows buffered per group before they are accumulated.
+        offset: global index of this stream's first row (a shard of a larger stream:
+            row i goes to group (offset + i) mod K, so shards merge into the groups a
+            single process would have built).
     """
 
     def __init__(
@@ -263,6 +266,7 @@ class GroupedStats:
         dim: int | None = None,
         device: torch.device | str | None = None,
         block_rows: int = 256,
+        offset: int = 0,
     ) -> None:
         if groups < 1:
             raise FidevalError(f"groups must be ≥ 1, got {groups}")
@@ -274,6 +278,7 @@ class GroupedStats:
         self.n = 0
         self.batches = 0
         self.dim = dim
+        self.offset = int(offset)
 
     def update(self, batch: ArrayLike) -> None:
         """Add a batch (B, d): its rows continue the round-robin over groups."""
@@ -293,8 +298,8 @@ class GroupedStats:
         self.dim = int(t.shape[1])
         self.batches += 1
         for g in range(self.k):
-            # Rows j with (n + j) mod K == g.
-            start = (g - self.n) % self.k
+            # Rows j with (offset + n + j) mod K == g.
+            start = (g - self.offset - self.n) % self.k
             part = t[start :: self.k]
             if part.shape[0]:
                 self._buffers[g].append(part)

@@ -36,6 +36,7 @@ from typing import Any
 
 import torch
 
+from .. import distributed as dist_
 from ..errors import FidevalError
 from ..estimate import AdaptiveEstimator, FidEstimate, estimate_fid
 from ..stats import GroupedStats
@@ -142,7 +143,8 @@ class FIDEvaluator:
         self.reference_n = reference_n
         self.cache_dir = cache_dir
         self.device = device
-        self.log = log or (lambda msg: print(f"[fideval] {msg}", file=sys.stderr))
+        user_log = log or (lambda msg: print(f"[fideval] {msg}", file=sys.stderr))
+        self.log = lambda msg: user_log(msg) if dist_.is_main_process() else None
         self.progress = progress
         self.records: list[EvalRecord] = []
         self.best: EvalRecord | None = None
@@ -231,6 +233,8 @@ class FIDEvaluator:
         if not self._probed:
             self.probe()
         plan = self.schedule.plan(self._clock(step))
+        # Ranks time things differently; rank 0's decision is everyone's (no deadlock).
+        plan = dist_.broadcast_object(plan)
         record = None
         if plan is not None:
             record = self.evaluate(step, plan=plan)
@@ -254,7 +258,7 @@ class FIDEvaluator:
             raise FidevalError("adaptive evaluation needs a tolerance (FID units)")
         reference = self.reference  # computed outside the timed evaluation
         t0 = time.perf_counter()
-        seed = self.seed + int(step)
+        seed = dist_.rank_seed(self.seed, int(step))
         with (
             isolated_rng(seed),
             evaluation_mode(self.model, self.extractor),
@@ -277,6 +281,22 @@ class FIDEvaluator:
             images = images.to(self.device)
         return self.extractor(images)
 
+    def _collect(self, total: GroupedStats, count: int) -> GroupedStats:
+        """Draw ``count`` more samples of the global stream into ``total``'s groups.
+
+        Distributed: this rank draws its contiguous share, and one all-reduce merges the
+        groups, so every rank ends with the statistics a single process would have had.
+        """
+        start, stop = dist_.shard_range(count)
+        local = GroupedStats(self.groups, offset=total.n + start)
+        drawn, b = 0, 0
+        with dist_.collective_guard("evaluation sampling"):
+            while drawn < stop - start:
+                c = min(self.batch_size, stop - start - drawn)
+                local.update(self._draw_features(c, b))
+                drawn, b = drawn + c, b + 1
+        return total.merge(dist_.all_reduce_grouped(local))
+
     def _run(self, plan: Plan, reference: ReferenceStats) -> FidEstimate:
         ref = reference.reference
         if plan.mode == "adaptive":
@@ -295,15 +315,9 @@ class FIDEvaluator:
                 est.update(self._draw_features(self.batch_size, b))
                 b += 1
             return est.estimate()
-        grouped = GroupedStats(self.groups)
-        drawn, b = 0, 0
-        while drawn < plan.n:
-            count = min(self.batch_size, plan.n - drawn)
-            grouped.update(self._draw_features(count, b))
-            drawn += count
-            b += 1
+        grouped = self._collect(GroupedStats(self.groups), plan.n)
         est = estimate_fid(grouped, ref, target_n=self.target_n)
-        est.n_used, est.stopped_because = drawn, f"{plan.mode} sample count reached"
+        est.n_used, est.stopped_because = grouped.n, f"{plan.mode} sample count reached"
         return est
 
     def _record(
@@ -334,6 +348,8 @@ class FIDEvaluator:
 
     def _emit(self, record: EvalRecord) -> None:
         self.records.append(record)
+        if not dist_.is_main_process():
+            return  # every rank returns the record; only rank 0 writes and calls back
         if self.log_path is not None:
             append_jsonl(self.log_path, record.to_dict())
         for cb in self.callbacks:

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import distributed as dist_
 from ..errors import FidevalError
 from ..frechet import FrechetReference
 from ..io.atomic import atomic_write
@@ -240,32 +241,43 @@ def compute_reference_stats(
     final = partial = None
     if folder is not None:
         final = folder / f"ref-{key_hash(key)}.npz"
-        partial = folder / f"ref-{key_hash(key)}.partial.npz"
-        if final.exists():
-            rec = load_stats(final)
-            if rec.meta.get("cache_key") == key:
-                log(f"reference statistics loaded from cache {final} (N={rec.n})")
-                return ReferenceStats(rec, FrechetReference(rec.mu, rec.sigma, rec.n), final, True)
-            log(f"cache file {final} has a different key; recomputing")
-    stats, consumed = GaussianStats(), 0
+        suffix = f".rank{dist_.rank()}of{dist_.world_size()}" if dist_.is_distributed() else ""
+        partial = folder / f"ref-{key_hash(key)}{suffix}.partial.npz"
+        cached = _load_cached(final, key, log)
+        # Every rank must take the same branch (or the all-reduce below would hang).
+        if _all_agree(cached is not None) and cached is not None:
+            return ReferenceStats(
+                cached, FrechetReference(cached.mu, cached.sigma, cached.n), final, True
+            )
+    # This rank's contiguous share of the reference (all of it without a process group).
+    start, stop = dist_.shard_range(total)
+    stats, consumed = GaussianStats(), start
     if partial is not None:
         resumed = _load_partial(partial, key)
-        if resumed is not None:
+        if resumed is not None and start <= resumed[1] <= stop:
             stats, consumed = resumed
-            log(f"resuming reference statistics at {consumed}/{total} images from {partial}")
+            log(
+                f"resuming reference statistics at {consumed - start}/{stop - start} images "
+                f"from {partial}"
+            )
     batches_since = 0
-    with evaluation_mode(extractor), torch.inference_mode():
-        while consumed < total:
-            stop = min(consumed + batch_size, total)
-            images = source.batch(consumed, stop)
+    with (
+        dist_.collective_guard("reference statistics"),
+        evaluation_mode(extractor),
+        torch.inference_mode(),
+    ):
+        while consumed < stop:
+            end = min(consumed + batch_size, stop)
+            images = source.batch(consumed, end)
             if device is not None:
                 images = images.to(device)
             stats.update(extractor(images))
-            consumed = stop
+            consumed = end
             batches_since += 1
-            if partial is not None and batches_since >= checkpoint_every and consumed < total:
+            if partial is not None and batches_since >= checkpoint_every and consumed < stop:
                 _save_partial(partial, stats, consumed, key)
                 batches_since = 0
+    stats = dist_.all_reduce_stats(stats)
     meta = make_provenance(
         **extractor_provenance(extractor),
         cache_key=key,
@@ -275,11 +287,36 @@ def compute_reference_stats(
     )
     rec = StatsRecord(stats.mean, stats.cov, stats.n, meta)
     if final is not None:
-        save_stats(final, rec)
+        if dist_.is_main_process():
+            save_stats(final, rec)
+            log(f"reference statistics (N={stats.n}) cached to {final}")
         if partial is not None and partial.exists():
             partial.unlink()
-        log(f"reference statistics (N={stats.n}) cached to {final}")
     return ReferenceStats(rec, FrechetReference(rec.mu, rec.sigma, rec.n), final, False)
+
+
+def _load_cached(
+    final: Path, key: dict[str, Any], log: Callable[[str], None]
+) -> StatsRecord | None:
+    if not final.exists():
+        return None
+    rec = load_stats(final)
+    if rec.meta.get("cache_key") != key:
+        log(f"cache file {final} has a different key; recomputing")
+        return None
+    log(f"reference statistics loaded from cache {final} (N={rec.n})")
+    return rec
+
+
+def _all_agree(flag: bool) -> bool:
+    """True when ``flag`` holds on every rank."""
+    if not dist_.is_distributed():
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0])
+    if torch.distributed.get_backend() == "nccl":
+        t = t.cuda()
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MIN)
+    return bool(t.item())
 
 
 def describe_key_change(old: dict[str, Any], new: dict[str, Any]) -> Sequence[str]:
