@@ -113,3 +113,23 @@ def test_evaluator_identical_records_on_both_ranks(tmp_path):
     out = tmp_path / "evaluator-2"
     lines = (out / "log.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == [2, 4]
+
+
+def test_torchrun_stats_equals_single_process(tmp_path):
+    import subprocess
+    import sys
+
+    x = W.data(n=1001, d=6)
+    np.save(tmp_path / "f.npy", x)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--master_port", "29517", "-m", "fideval", "stats", str(tmp_path / "f.npy"),
+           "-o", str(tmp_path / "dist.npz"), "--no-progress"]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("wrote") == 1  # only rank 0 writes and prints
+    from fideval.io.statsfile import load_stats
+
+    rec = load_stats(tmp_path / "dist.npz")
+    assert rec.n == 1001
+    assert rel(rec.sigma, np.cov(x, rowvar=False)) < 1e-12

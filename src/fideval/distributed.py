@@ -39,9 +39,32 @@ from .stats import GaussianStats, GroupedStats
 DEFAULT_TIMEOUT_S = 300
 
 
+_LOCAL_ONLY = [0]
+
+
 def is_distributed() -> bool:
-    """True when a torch.distributed process group with more than one rank is active."""
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    """True when a torch.distributed process group with more than one rank is active
+    (and not inside :func:`local_only`)."""
+    return (
+        not _LOCAL_ONLY[0]
+        and dist.is_available()
+        and dist.is_initialized()
+        and dist.get_world_size() > 1
+    )
+
+
+@contextlib.contextmanager
+def local_only() -> Iterator[None]:
+    """Ignore the process group inside the block: no sharding, no collectives.
+
+    For code that only one rank runs (e.g. a trainer that evaluates on its main process
+    only), where a collective would wait forever for the other ranks.
+    """
+    _LOCAL_ONLY[0] += 1
+    try:
+        yield
+    finally:
+        _LOCAL_ONLY[0] -= 1
 
 
 def rank() -> int:

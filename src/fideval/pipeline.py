@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from . import distributed as dist_
 from .data.features import iter_feature_chunks, open_array, open_features
 from .errors import FidevalError
 from .frechet import FrechetResult, frechet_details, frechet_from_features
@@ -80,8 +81,11 @@ def stats_from_features_file(path: str, chunk_rows: int = 4096) -> tuple[Gaussia
     """Stream a 2-D feature file (memory-mapped) into statistics; returns (stats, provenance)."""
     arr = open_features(path)
     stats = GaussianStats(int(arr.shape[1]))
-    for chunk in iter_feature_chunks(arr, chunk_rows):
-        stats.update(chunk)
+    start, stop = dist_.shard_range(arr.shape[0])  # all rows without a process group
+    with dist_.collective_guard(f"statistics of {path}"):
+        for chunk in iter_feature_chunks(arr[start:stop], chunk_rows):
+            stats.update(chunk)
+    stats = dist_.all_reduce_stats(stats)
     meta = make_provenance(
         source=os.path.abspath(path),
         source_fingerprint=file_fingerprint(path),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from .. import distributed
 from ..pipeline import compare_sides, load_side
 from . import _common
 
@@ -28,8 +29,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    distributed.init_from_env(None)  # under torchrun: feature files are read in shards
     a = load_side(args.a)
     b = load_side(args.b)
     result = compare_sides(a, b, force=args.force)
+    if not distributed.is_main_process():
+        return 0
     _common.report_fid(result, args, n_a=a.n, n_b=b.n, meta_a=a.record.meta, meta_b=b.record.meta)
     return 0

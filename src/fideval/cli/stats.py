@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from .. import distributed
 from ..io.statsfile import save_stats
 from ..pipeline import stats_from_path
 from . import _common
@@ -24,7 +25,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    distributed.init_from_env(args.device)  # under torchrun: each rank reads its share
     stats, meta = stats_from_path(args.path, **_common.image_options(args))
+    if not distributed.is_main_process():
+        return 0
     out = save_stats(args.output, stats, meta)
     if args.json:
         _common.print_json({"output": str(out), "n": stats.n, "dims": stats.dim, "meta": meta})
