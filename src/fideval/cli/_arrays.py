@@ -1,0 +1,48 @@
+"""Loading ``.npy`` inputs for the metric subcommands (errors name the file)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import numpy as np
+
+from ..errors import FidevalError
+
+_SHAPES = {2: "(N, d)", 3: "(num_texts, num_repeats, d)"}
+
+
+def load_array(path: str, ndim: int = 2, what: str = "features") -> np.ndarray:
+    """Memory-map ``path`` (``.npy``, no pickles) and check it has ``ndim`` dimensions."""
+    if not os.path.exists(path):
+        raise FidevalError(f"{path}: no such file ({what})")
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise FidevalError(f"{path}: not a readable .npy array file ({exc})") from exc
+    if not isinstance(arr, np.ndarray):
+        raise FidevalError(f"{path}: expected one .npy array of {what}, got an archive")
+    if arr.ndim != ndim:
+        raise FidevalError(
+            f"{path}: {what} must be a {ndim}-D {_SHAPES.get(ndim, '')} array, "
+            f"got shape {arr.shape}"
+        )
+    if arr.dtype.kind not in "biuf":
+        raise FidevalError(f"{path}: {what} must be real numbers, got dtype {arr.dtype}")
+    return arr
+
+
+def add_compute_flags(parser: argparse.ArgumentParser) -> None:
+    """``--device`` and ``--float32`` for the chunked pairwise metrics."""
+    parser.add_argument(
+        "--device", default="cpu", help="torch device to compute on (default cpu; e.g. cuda)"
+    )
+    parser.add_argument(
+        "--float32",
+        action="store_true",
+        help="compute pairwise blocks in float32 (faster, less exact; default float64)",
+    )
+
+
+def compute_dtype(args: argparse.Namespace) -> str:
+    return "float32" if args.float32 else "float64"

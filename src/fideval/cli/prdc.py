@@ -1,0 +1,60 @@
+"""``fideval prdc REAL FAKE``: precision, recall, density and coverage."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..metrics.prdc import prdc
+from . import _common
+from ._arrays import add_compute_flags, compute_dtype, load_array
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "prdc",
+        help="k-NN precision/recall (Kynkäänniemi) and density/coverage (Naeem) of two .npy files",
+        description="One k for all four metrics unless --k-pr / --k-dc are given. Chunked "
+        "k-NN: no N×N matrix.",
+    )
+    p.add_argument("real", metavar="REAL", help="real features (N, d) .npy")
+    p.add_argument("fake", metavar="FAKE", help="generated features (M, d) .npy")
+    p.add_argument("--k", type=int, default=5, help="nearest neighbours for all four (default 5)")
+    p.add_argument("--k-pr", type=int, default=None, help="k for precision/recall (default --k)")
+    p.add_argument("--k-dc", type=int, default=None, help="k for density/coverage (default --k)")
+    p.add_argument(
+        "--max-samples",
+        type=int,
+        default=None,
+        help="subsample each set to at most this many rows (without replacement, --seed)",
+    )
+    add_compute_flags(p)
+    _common.add_seed_flag(p)
+    _common.add_json_flag(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    real = load_array(args.real)
+    fake = load_array(args.fake)
+    res = prdc(
+        real,
+        fake,
+        k=args.k,
+        k_pr=args.k_pr,
+        k_dc=args.k_dc,
+        max_samples=args.max_samples,
+        seed=args.seed,
+        dtype=compute_dtype(args),
+        device=args.device,
+        names=(args.real, args.fake),
+    )
+    out = {**res.as_dict(), "seed": args.seed}
+    if args.json:
+        _common.print_json(out)
+    else:
+        print(
+            f"precision {res.precision:.4f}  recall {res.recall:.4f}  "
+            f"density {res.density:.4f}  coverage {res.coverage:.4f}  "
+            f"(k_pr={res.k_pr}, k_dc={res.k_dc}, N={res.n_real}, M={res.n_fake})"
+        )
+    return 0

@@ -1,0 +1,118 @@
+"""CLI subcommands of the companion metrics: JSON keys, seeds, errors naming the file."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from fideval.cli import main
+
+
+@pytest.fixture
+def files(tmp_path):
+    rng = np.random.default_rng(0)
+    paths = {}
+    arrays = {
+        "a": rng.normal(size=(120, 8)).astype(np.float32),
+        "b": (rng.normal(size=(110, 8)) + 0.2).astype(np.float32),
+        "logits": rng.normal(size=(100, 12)),
+        "text": rng.normal(size=(70, 6)),
+        "gt": rng.normal(size=(90, 6)),
+        "mm": rng.normal(size=(4, 12, 6)),
+    }
+    arrays["motion"] = arrays["text"] + 0.3 * rng.normal(size=(70, 6))
+    for name, arr in arrays.items():
+        p = tmp_path / f"{name}.npy"
+        np.save(p, arr)
+        paths[name] = str(p)
+    return paths
+
+
+def run_json(capsys, argv):
+    assert main([*argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_kid(files, capsys):
+    out = run_json(capsys, ["kid", files["a"], files["b"], "--subsets", "4", "--subset-size", "50"])
+    assert {"kid", "kid_std"} <= set(out)
+    again = run_json(
+        capsys, ["kid", files["a"], files["b"], "--subsets", "4", "--subset-size", "50"]
+    )
+    assert again == out
+    full = run_json(capsys, ["kid", files["a"], files["b"], "--full", "--seed", "3"])
+    assert full["kid_std"] == 0.0 and full["subset_size"] == [120, 110]
+
+
+def test_is(files, capsys):
+    out = run_json(capsys, ["is", files["logits"], "--splits", "5"])
+    assert {"is", "is_std"} <= set(out)
+    assert 1.0 <= out["is"] <= 12.0
+
+
+def test_prdc(files, capsys):
+    out = run_json(capsys, ["prdc", files["a"], files["b"], "--k", "3", "--max-samples", "100"])
+    assert {"precision", "recall", "density", "coverage"} <= set(out)
+    assert out["n_real"] == 100 and out["k_pr"] == 3
+
+
+def test_cmmd(files, capsys):
+    out = run_json(capsys, ["cmmd", files["a"], files["b"]])
+    assert out["cmmd"] > 0
+    unb = run_json(capsys, ["cmmd", files["a"], files["b"], "--unbiased"])
+    assert unb["cmmd"] != out["cmmd"]
+    assert run_json(capsys, ["cmmd", files["a"], files["a"]])["cmmd"] == 0.0
+
+
+def test_motion(files, capsys):
+    argv = ["motion", "--text", files["text"], "--motion", files["motion"], "--gt", files["gt"]]
+    argv += ["--pool", "16", "--diversity-times", "30"]
+    out = run_json(capsys, argv)
+    assert {"r_precision", "matching_score", "fid", "diversity"} <= set(out)
+    assert len(out["r_precision"]) == 3 and "multimodality" not in out
+    out = run_json(capsys, [*argv, "--mm", files["mm"], "--replications", "3", "--shuffle"])
+    assert "multimodality" in out
+    rep = out["replications"]["diversity"]
+    assert len(rep["values"]) == 3 and rep["ci_halfwidth"] > rep["protocol_ci95_halfwidth"]
+
+
+def test_human_output(files, capsys):
+    assert main(["kid", files["a"], files["b"], "--subsets", "2", "--subset-size", "40"]) == 0
+    assert "KID" in capsys.readouterr().out
+
+
+def test_errors_name_the_file(files, tmp_path, capsys):
+    bad = np.load(files["b"])
+    bad[5, 2] = np.nan
+    p = tmp_path / "bad.npy"
+    np.save(p, bad)
+    assert main(["prdc", files["a"], str(p)]) == 2
+    err = capsys.readouterr().err
+    assert "bad.npy" in err and "first rows: 5" in err
+
+    np.save(tmp_path / "d4.npy", np.zeros((50, 4)))
+    assert main(["cmmd", files["a"], str(tmp_path / "d4.npy")]) == 2
+    assert "d4.npy has d=4" in capsys.readouterr().err
+
+    assert main(["kid", files["a"], str(tmp_path / "missing.npy")]) == 2
+    assert "missing.npy: no such file" in capsys.readouterr().err
+
+    assert (
+        main(
+            [
+                "motion",
+                "--text",
+                files["text"],
+                "--motion",
+                files["motion"],
+                "--gt",
+                files["gt"],
+                "--mm",
+                files["a"],
+            ]
+        )
+        == 2
+    )
+    assert "a.npy" in capsys.readouterr().err
