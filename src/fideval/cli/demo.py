@@ -18,6 +18,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="fideval-demo", help="output folder (default fideval-demo)")
     p.add_argument("--steps", type=int, default=None, help="training steps")
     p.add_argument("--quick", action="store_true", help="a smoke run of under a minute")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (default 1: fastest for this small model)",
+    )
     _common.add_seed_flag(p)
     p.set_defaults(func=run)
 
@@ -25,5 +31,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..train.demo import main_echo, run_demo
 
-    run_demo(args.out, steps=args.steps, quick=args.quick, seed=args.seed, echo=main_echo)
+    run_demo(
+        args.out,
+        steps=args.steps,
+        quick=args.quick,
+        seed=args.seed,
+        echo=main_echo,
+        threads=args.threads,
+    )
     return 0

@@ -1,0 +1,1 @@
+"""Image preprocessing profiles and feature extractors."""

@@ -1,0 +1,153 @@
+"""Images -> features -> streaming statistics, batch by batch (no feature list kept).
+
+:func:`stats_from_images` is the image branch of the pipeline: any image source
+(see :mod:`fideval.data.images`) through the extractor's preprocessing profile
+and network into :class:`fideval.stats.GaussianStats`, with provenance.
+:func:`feature_batches` yields the raw feature batches for metrics that need
+them (KID, PRDC, Inception Score with ``with_logits=True``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..data.images import ImageStream, iter_image_batches
+from ..errors import FidevalError
+from ..io.provenance import make_provenance
+from ..stats import GaussianStats, check_finite_batch
+from .inception import InceptionExtractor
+
+
+def make_extractor(
+    *,
+    dims: int = 2048,
+    weights: str | Path | None = None,
+    device: str | torch.device | None = None,
+    profile: str = "pytorch-fid",
+) -> InceptionExtractor:
+    """The FID Inception extractor (weights resolved by :mod:`fideval.io.weights`)."""
+    return InceptionExtractor(dims, weights=weights, device=device, profile=profile)
+
+
+def _stream(
+    source: Any,
+    extractor: Any,
+    batch_size: int,
+    num_workers: int | None,
+    skip_bad: bool,
+    progress: bool,
+) -> ImageStream:
+    if isinstance(source, ImageStream):
+        if source.profile != extractor.profile:
+            raise FidevalError(
+                f"the image stream uses profile {source.profile!r} but the extractor was made "
+                f"for {extractor.profile!r}"
+            )
+        return source
+    return iter_image_batches(
+        source,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        profile=extractor.profile,
+        skip_bad=skip_bad,
+        progress=progress,
+    )
+
+
+def feature_batches(
+    source: Any,
+    extractor: Any,
+    *,
+    batch_size: int = 50,
+    num_workers: int | None = None,
+    skip_bad: bool = False,
+    progress: bool = False,
+    with_logits: bool = False,
+) -> Iterator[torch.Tensor | tuple[torch.Tensor, torch.Tensor]]:
+    """Feature batches (B, dims) float32, or (features, logits) with ``with_logits``.
+
+    ``source`` is anything :func:`fideval.data.images.iter_image_batches` reads, or
+    an :class:`~fideval.data.images.ImageStream` (to read its ``skipped`` and
+    ``description()`` afterwards). NaN/Inf features raise
+    :class:`~fideval.errors.NonFiniteFeaturesError` naming the batch and rows.
+    """
+    stream = _stream(source, extractor, batch_size, num_workers, skip_bad, progress)
+    row = 0
+    for b, images in enumerate(stream):
+        if with_logits:
+            feats, logits = extractor.features_and_logits(images)
+        else:
+            feats = extractor(images)
+        try:
+            check_finite_batch(feats, batch_index=b, row_offset=row)
+        except FidevalError as exc:
+            ids = ", ".join(map(str, stream.last_ids[:5]))
+            raise type(exc)(f"{exc}; the batch holds images {ids} ...") from None
+        row += feats.shape[0]
+        yield (feats, logits) if with_logits else feats
+
+
+def stats_from_images(
+    source: Any,
+    extractor: Any | None = None,
+    *,
+    batch_size: int = 50,
+    device: str | torch.device | None = None,
+    num_workers: int | None = None,
+    skip_bad: bool = False,
+    progress: bool = True,
+    dims: int = 2048,
+    weights: str | Path | None = None,
+    profile: str = "pytorch-fid",
+) -> tuple[GaussianStats, dict[str, Any]]:
+    """Streaming statistics of the features of ``source``; returns (stats, provenance).
+
+    ``extractor`` defaults to the FID Inception built from ``dims``, ``weights``,
+    ``device`` and ``profile`` (ignored when an extractor is given). Statistics
+    accumulate in float64 on the extractor's device.
+    """
+    if extractor is None:
+        extractor = make_extractor(dims=dims, weights=weights, device=device, profile=profile)
+    stream = _stream(source, extractor, batch_size, num_workers, skip_bad, progress)
+    stats = GaussianStats(extractor.dims)
+    for feats in feature_batches(stream, extractor):
+        stats.update(feats)  # type: ignore[arg-type]
+    meta = make_provenance(
+        **extractor.provenance(),
+        **stream.description(),
+        input_kind="images",
+        n=stats.n,
+    )
+    return stats, meta
+
+
+def stats_from_image_path(
+    path: str | Path,
+    *,
+    extractor: Any | None = None,
+    batch_size: int = 50,
+    device: str | torch.device | None = None,
+    num_workers: int | None = None,
+    skip_bad: bool = False,
+    progress: bool = True,
+    dims: int = 2048,
+    weights: str | Path | None = None,
+    profile: str = "pytorch-fid",
+) -> tuple[GaussianStats, dict[str, Any]]:
+    """The pipeline's image branch: a folder or an image array file -> (stats, provenance)."""
+    return stats_from_images(
+        Path(path),
+        extractor,
+        batch_size=batch_size,
+        device=device,
+        num_workers=num_workers,
+        skip_bad=skip_bad,
+        progress=progress,
+        dims=dims,
+        weights=weights,
+        profile=profile,
+    )
