@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from .. import distributed
 from ..pipeline import compare_sides, load_side, path_kind
 from . import _common
 
@@ -30,8 +31,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    options = _common.image_options(args)
-    if "images" in (path_kind(args.a), path_kind(args.b)):
+    """Shared by ``fid`` and ``distance``: two paths → provenance guard → Fréchet distance."""
+    distributed.init_from_env(getattr(args, "device", None))  # under torchrun: sharded reads
+    options = _common.image_options(args) if hasattr(args, "dims") else {}
+    if options and "images" in (path_kind(args.a), path_kind(args.b)):
         from ..features.extract import make_extractor
 
         # One network for both sides: the weights are loaded (and hashed) once.
@@ -41,12 +44,8 @@ def run(args: argparse.Namespace) -> int:
     a = load_side(args.a, **options)
     b = load_side(args.b, **options)
     result = compare_sides(a, b, force=args.force)
-    _common.report_fid(
-        result,
-        args,
-        n_a=a.n,
-        n_b=b.n,
-        meta_a=a.record.meta,
-        meta_b=b.record.meta,
-    )
+    if distributed.is_main_process():
+        _common.report_fid(
+            result, args, n_a=a.n, n_b=b.n, meta_a=a.record.meta, meta_b=b.record.meta
+        )
     return 0

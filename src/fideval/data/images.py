@@ -34,6 +34,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from .. import distributed as dist_
 from ..errors import FidevalError
 from ..features.preprocess import DEFAULT_PROFILE, get_profile, preprocess_batch, preprocess_image
 
@@ -144,14 +145,17 @@ def default_num_workers() -> int:
 class _FolderImages(Dataset):
     """One item per file: (preprocessed image or None, index, error or None)."""
 
-    def __init__(self, files: list[Path], profile: str) -> None:
+    def __init__(self, files: list[Path], profile: str, start: int = 0, stop: int | None = None):
         self.files = files
         self.profile = profile
+        self.start = start  # files [start, stop) (a distributed shard); indices stay global
+        self.stop = len(files) if stop is None else stop
 
     def __len__(self) -> int:
-        return len(self.files)
+        return self.stop - self.start
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor | None, int, str | None]:
+    def __getitem__(self, j: int) -> tuple[torch.Tensor | None, int, str | None]:
+        i = self.start + j
         try:
             return preprocess_image(load_image_file(self.files[i]), self.profile), i, None
         except FidevalError as exc:
@@ -178,9 +182,11 @@ class _ArrayBatches(Dataset):
         n: int,
         batch: int,
         profile: str,
+        start: int = 0,
     ) -> None:
         self._array = array
         self.path, self.key, self.n, self.batch, self.profile = path, key, n, batch, profile
+        self.start = start  # rows [start, start + n) of the array (a distributed shard)
 
     def _arr(self) -> np.ndarray:
         if self._array is None:
@@ -196,7 +202,8 @@ class _ArrayBatches(Dataset):
         return -(-self.n // self.batch)
 
     def __getitem__(self, b: int) -> dict[str, Any]:
-        lo, hi = b * self.batch, min(self.n, (b + 1) * self.batch)
+        lo = self.start + b * self.batch
+        hi = self.start + min(self.n, (b + 1) * self.batch)
         chunk = self._arr()[lo:hi]
         if isinstance(chunk, np.ndarray):
             chunk = np.asarray(chunk)  # read a memory-mapped slice
@@ -340,12 +347,20 @@ class ImageStream:
         return d
 
     # -- iteration
+    def shard(self) -> tuple[int, int]:
+        """Rows [start, stop) this process reads: all of them, or its torch.distributed share."""
+        total = self.n_total or 0
+        if self.n_total is None or not dist_.is_distributed():
+            return 0, total
+        return dist_.shard_range(total)
+
     def _raw(self) -> Iterator[dict[str, Any]]:
         workers = self.num_workers
+        start, stop = self.shard()
         if self.n_total is not None and self.n_total <= self.batch_size:
             workers = 0  # one batch: nothing to overlap, so no worker start-up
         if self._files is not None:
-            ds: Dataset = _FolderImages(self._files, self.profile)
+            ds: Dataset = _FolderImages(self._files, self.profile, start, stop)
             loader = DataLoader(
                 ds,
                 batch_size=self.batch_size,
@@ -355,14 +370,19 @@ class ImageStream:
             )
             yield from loader
             return
+        if dist_.is_distributed() and self.n_total is None:
+            raise FidevalError(
+                "an iterable of batches cannot be split across torch.distributed ranks; "
+                "give each rank its own share, or a folder / array source"
+            )
         if isinstance(self.source, str | os.PathLike):
             path, key = self._array_source
-            ds = _ArrayBatches(None, path, key, self.n_total or 0, self.batch_size, self.profile)
+            ds = _ArrayBatches(None, path, key, stop - start, self.batch_size, self.profile, start)
             yield from DataLoader(ds, batch_size=None, shuffle=False, num_workers=workers)
             return
         if isinstance(self.source, np.ndarray | torch.Tensor):
             ds = _ArrayBatches(
-                self.source, None, "", int(self.source.shape[0]), self.batch_size, self.profile
+                self.source, None, "", stop - start, self.batch_size, self.profile, start
             )
             for b in range(len(ds)):
                 yield ds[b]
@@ -382,11 +402,12 @@ class ImageStream:
         from tqdm.auto import tqdm
 
         self.skipped, self.n_images = [], 0
+        world = dist_.world_size()
         bar = tqdm(
             total=self.n_total,
             desc=self.label if len(self.label) < 40 else "..." + self.label[-37:],
             unit="img",
-            disable=not self.progress,
+            disable=not self.progress or not dist_.is_main_process(),
             dynamic_ncols=True,
         )
         try:
@@ -398,12 +419,13 @@ class ImageStream:
                     self.skipped.append((path, reason))
                 images = item["images"]
                 if images is None:
-                    bar.update(len(item["bad"]))
+                    bar.update(len(item["bad"]) * world)
                     continue
                 ids = item["indices"]
                 self.last_ids = [str(self._files[i]) for i in ids] if self._files else ids
                 self.n_images += images.shape[0]
-                bar.update(images.shape[0] + len(item["bad"]))
+                # Ranks advance at about the same pace: rank 0 shows the global count.
+                bar.update((images.shape[0] + len(item["bad"])) * world)
                 yield images
         finally:
             bar.close()

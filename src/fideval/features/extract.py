@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from .. import distributed as dist_
 from ..data.images import ImageStream, iter_image_batches
 from ..errors import FidevalError
 from ..io.provenance import make_provenance
@@ -114,8 +115,10 @@ def stats_from_images(
         extractor = make_extractor(dims=dims, weights=weights, device=device, profile=profile)
     stream = _stream(source, extractor, batch_size, num_workers, skip_bad, progress)
     stats = GaussianStats(extractor.dims)
-    for feats in feature_batches(stream, extractor):
-        stats.update(feats)  # type: ignore[arg-type]
+    with dist_.collective_guard("image statistics"):  # each rank reads its shard
+        for feats in feature_batches(stream, extractor):
+            stats.update(feats)  # type: ignore[arg-type]
+    stats = dist_.all_reduce_stats(stats)
     meta = make_provenance(
         **extractor.provenance(),
         **stream.description(),
