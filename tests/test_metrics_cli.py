@@ -116,3 +116,28 @@ def test_errors_name_the_file(files, tmp_path, capsys):
         == 2
     )
     assert "a.npy" in capsys.readouterr().err
+
+
+def test_image_inputs_for_is_and_kid(tmp_path, capsys):
+    """`fideval is` / `fideval kid` on image arrays go through the FID Inception."""
+    import json as _json
+
+    import numpy as _np
+    import torch
+
+    from fideval.cli import main
+    from fideval.features.inception import seeded_random_state_dict
+
+    weights = tmp_path / "w.pth"
+    torch.save(seeded_random_state_dict(0), weights)
+    rng = _np.random.default_rng(0)
+    for name in ("a", "b"):
+        _np.save(tmp_path / f"{name}.npy", rng.integers(0, 256, (6, 16, 16, 3), dtype=_np.uint8))
+    flags = ["--weights", str(weights), "--num-workers", "0", "--no-progress", "--json"]
+    assert main(["is", str(tmp_path / "a.npy"), "--splits", "2", *flags]) == 0
+    out = _json.loads(capsys.readouterr().out)
+    assert out["classes"] == 1008 and out["n"] == 6 and out["is"] >= 1.0
+    assert main(["kid", str(tmp_path / "a.npy"), str(tmp_path / "b.npy"), "--full",
+                 "--dims", "64", *flags]) == 0
+    out = _json.loads(capsys.readouterr().out)
+    assert "kid" in out

@@ -121,6 +121,44 @@ def stats_from_path(path: str, **image_options: Any) -> tuple[GaussianStats, dic
     return record.to_stats(), record.meta
 
 
+def features_from_path(path: str, *, logits: bool = False, **image_options: Any) -> np.ndarray:
+    """Raw features (N, d) of a path, for metrics that need samples (KID, PRDC, IS).
+
+    A 2-D array file is returned memory-mapped; images go through the FID Inception
+    (``logits=True``: its 1008 logits instead of the pooled features). A statistics file
+    is an error: these metrics need the samples, not their moments.
+    """
+    kind = path_kind(path)
+    if kind == "stats":
+        raise FidevalError(
+            f"{path}: a statistics file holds only mean and covariance; this metric needs "
+            f"the samples (a 2-D features .npy, an image folder or an image array)"
+        )
+    if kind == "features":
+        return open_features(path)
+    from .features.extract import feature_batches, make_extractor
+
+    opts = dict(image_options)
+    extractor = opts.pop("extractor", None) or make_extractor(
+        dims=opts.get("dims", 2048),
+        weights=opts.get("weights"),
+        device=opts.get("device"),
+        profile=opts.get("profile", "pytorch-fid"),
+    )
+    parts = []
+    for item in feature_batches(
+        path,
+        extractor,
+        batch_size=opts.get("batch_size", 50),
+        num_workers=opts.get("num_workers"),
+        skip_bad=opts.get("skip_bad", False),
+        progress=opts.get("progress", False),
+        with_logits=logits,
+    ):
+        parts.append((item[1] if logits else item).cpu().numpy())
+    return np.concatenate(parts)
+
+
 def _image_stats(path: str, **image_options: Any) -> tuple[GaussianStats, dict]:
     try:
         from .features.extract import stats_from_image_path

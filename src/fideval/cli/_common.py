@@ -39,11 +39,16 @@ def print_json(obj: dict[str, Any]) -> None:
     sys.stdout.write("\n")
 
 
-def add_image_flags(parser: argparse.ArgumentParser) -> None:
-    """Flags for image inputs, named like pytorch-fid's where they exist."""
+def add_image_flags(parser: argparse.ArgumentParser, *, device: bool = True) -> None:
+    """Flags for image inputs, named like pytorch-fid's where they exist.
+
+    ``device=False`` when the subcommand already has its own ``--device`` (then the
+    network runs there too).
+    """
     g = parser.add_argument_group("image inputs")
     g.add_argument("--batch-size", type=int, default=50, help="images per batch (default 50)")
-    g.add_argument("--device", default=None, help="torch device (default: cuda if available)")
+    if device:
+        g.add_argument("--device", default=None, help="torch device (default: cuda if available)")
     g.add_argument(
         "--dims",
         type=int,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 
 from ..metrics.kid import kid
+from ..pipeline import features_from_path
 from . import _common
-from ._arrays import add_compute_flags, compute_dtype, load_array
+from ._arrays import add_compute_flags, compute_dtype
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -26,14 +27,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="deterministic unbiased MMD² of the full sets (S=1, M=N; chunked)",
     )
     add_compute_flags(p)
+    _common.add_image_flags(p, device=False)
     _common.add_seed_flag(p)
     _common.add_json_flag(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    a = load_array(args.a)
-    b = load_array(args.b)
+    a = features_from_path(args.a, **_common.image_options(args))
+    b = features_from_path(args.b, **_common.image_options(args))
     res = kid(
         a,
         b,
