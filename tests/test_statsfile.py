@@ -72,7 +72,10 @@ def test_errors_name_file_and_key(tmp_path):
     with pytest.raises(FidevalError, match=r"asym.npz: key 'sigma' is not symmetric"):
         load_stats(bad)
     np.savez(tmp_path / "rect.npz", mu=np.zeros(3), sigma=np.zeros((3, 2)))
-    with pytest.raises(FidevalError, match=r"rect.npz: key 'sigma' has shape \(3, 2\)"):
+    with pytest.raises(
+        FidevalError,
+        match=r"rect.npz: key 'sigma': expected a square \(3, 3\) covariance, got shape \(3, 2\)",
+    ):
         load_stats(tmp_path / "rect.npz")
     np.savez(tmp_path / "nan.npz", mu=np.array([0, np.nan, 0]), sigma=np.eye(3))
     with pytest.raises(FidevalError, match=r"nan.npz: key 'mu' contains 1 NaN"):

@@ -138,28 +138,38 @@ def _check_finite(t: torch.Tensor, name: str) -> None:
         raise NonFiniteFeaturesError(f"{name} contains {count} NaN/Inf value(s); expected finite")
 
 
-def _validate_moments(mu: torch.Tensor, sigma: torch.Tensor, name: str) -> torch.Tensor:
+def validate_moments(
+    mu: torch.Tensor, sigma: torch.Tensor, mu_name: str, sigma_name: str
+) -> torch.Tensor:
+    """Shape, finiteness and symmetry checks; returns the symmetrized covariance.
+
+    The names go into the messages (``sigma1``, or ``file.npz: key 'sigma'``).
+    """
     if mu.ndim != 1:
-        raise FidevalError(f"mu{name}: expected a 1-D mean vector, got shape {tuple(mu.shape)}")
+        raise FidevalError(f"{mu_name}: expected a 1-D mean vector, got shape {tuple(mu.shape)}")
     d = mu.shape[0]
     if sigma.ndim != 2 or sigma.shape[0] != sigma.shape[1]:
         raise FidevalError(
-            f"sigma{name}: expected a square (d, d) covariance, got shape {tuple(sigma.shape)}"
+            f"{sigma_name}: expected a square ({d}, {d}) covariance, got shape {tuple(sigma.shape)}"
         )
     if sigma.shape[0] != d:
         raise FidevalError(
-            f"sigma{name} is {tuple(sigma.shape)} but mu{name} has d={d}; expected ({d}, {d})"
+            f"{sigma_name} is {tuple(sigma.shape)} but {mu_name} has d={d}; expected ({d}, {d})"
         )
-    _check_finite(mu, f"mu{name}")
-    _check_finite(sigma, f"sigma{name}")
+    _check_finite(mu, mu_name)
+    _check_finite(sigma, sigma_name)
     scale = float(sigma.abs().max()) if sigma.numel() else 0.0
     asym = float((sigma - sigma.mT).abs().max()) if sigma.numel() else 0.0
     if asym > SYMMETRY_RTOL * scale:
         raise FidevalError(
-            f"sigma{name} is not symmetric: max |Σ − Σᵀ| = {asym:.3g} "
+            f"{sigma_name} is not symmetric: max |Σ − Σᵀ| = {asym:.3g} "
             f"(relative {asym / scale:.3g}); expected a covariance matrix"
         )
     return 0.5 * (sigma + sigma.mT)
+
+
+def _validate_moments(mu: torch.Tensor, sigma: torch.Tensor, side: str) -> torch.Tensor:
+    return validate_moments(mu, sigma, f"mu{side}", f"sigma{side}")
 
 
 # --------------------------------------------------------------------------- factor
@@ -174,6 +184,26 @@ class _Factor:
     rank: int
     clamped_mass: float
     trace: float
+
+
+def _clamp_spectrum(w: torch.Tensor, eps_in: float, what: str) -> tuple[torch.Tensor, float]:
+    """Eigenvalues to keep (above round-off) and the clamped mass Σ|λ| of the rest.
+
+    Below CLAMP_FACTOR·r·eps·λmax is round-off (clamped to 0); a negative eigenvalue
+    beyond INDEFINITE_FACTOR·r·eps_in·λmax means the matrix is not PSD: an error.
+    """
+    r = w.shape[0]
+    lam_max = float(w.abs().max())
+    clamp_tol = CLAMP_FACTOR * r * _EPS64 * lam_max
+    indefinite_tol = INDEFINITE_FACTOR * r * eps_in * lam_max
+    w_min = float(w.min())
+    if w_min < -indefinite_tol:
+        raise NumericalError(
+            f"{what} {w_min:.6g} (relative {w_min / lam_max:.3g}) beyond round-off "
+            f"(tolerance {indefinite_tol:.3g}); expected a covariance matrix"
+        )
+    keep = w > clamp_tol
+    return keep, float(w[~keep].abs().sum())
 
 
 def _factor(sigma: torch.Tensor, eps_in: float, name: str, n: int | None) -> _Factor:
@@ -191,18 +221,9 @@ def _factor(sigma: torch.Tensor, eps_in: float, name: str, n: int | None) -> _Fa
             if float(piv.min()) > d * _EPS64 * float(piv.max()):
                 return _Factor(chol, "cholesky", d, 0.0, trace)
     w, v = torch.linalg.eigh(sigma)
-    lam_max = float(w.abs().max())
-    clamp_tol = CLAMP_FACTOR * d * _EPS64 * lam_max
-    indefinite_tol = INDEFINITE_FACTOR * d * eps_in * lam_max
-    w_min = float(w.min())
-    if w_min < -indefinite_tol:
-        raise NumericalError(
-            f"sigma{name} is not positive semidefinite: smallest eigenvalue {w_min:.6g} "
-            f"(relative {w_min / lam_max:.3g}) is beyond round-off "
-            f"(tolerance {indefinite_tol:.3g}); expected a covariance matrix"
-        )
-    keep = w > clamp_tol
-    clamped_mass = float(w[~keep].abs().sum())
+    keep, clamped_mass = _clamp_spectrum(
+        w, eps_in, f"sigma{name} is not positive semidefinite: smallest eigenvalue"
+    )
     f = v[:, keep] * torch.sqrt(w[keep])
     return _Factor(f, "eigh", int(keep.sum()), clamped_mass, trace)
 
@@ -216,19 +237,11 @@ def _sqrt_eig_sum(m: torch.Tensor, eps_in: float, name: str) -> tuple[float, flo
     if r == 0:
         return 0.0, 0.0, 0.0
     lam = torch.linalg.eigvalsh(0.5 * (m + m.mT))
-    lam_max = float(lam.abs().max())
-    clamp_tol = CLAMP_FACTOR * r * _EPS64 * lam_max
-    indefinite_tol = INDEFINITE_FACTOR * r * eps_in * lam_max
-    lam_min = float(lam.min())
-    if lam_min < -indefinite_tol:
-        raise NumericalError(
-            f"sigma{name} is not positive semidefinite: Σ1Σ2 has eigenvalue {lam_min:.6g} "
-            f"(relative {lam_min / lam_max:.3g}) beyond round-off; expected covariance matrices"
-        )
-    keep = lam > clamp_tol
+    keep, clamped_mass = _clamp_spectrum(
+        lam, eps_in, f"sigma{name} is not positive semidefinite: Σ1Σ2 has an eigenvalue"
+    )
     clamped = lam[~keep]
     trace_sqrt = float(torch.sqrt(lam[keep]).sum())
-    clamped_mass = float(clamped.abs().sum())
     bound = float(torch.sqrt(clamped.clamp_min(0)).sum())
     return trace_sqrt, clamped_mass, bound
 

@@ -99,3 +99,29 @@ def report_fid(result: Any, args: argparse.Namespace, **extra: Any) -> None:
     print(f"FID: {result.value:.6f}")
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)
+
+
+def add_force_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="compare even when the provenance (extractor, weights, dims, profile) differs",
+    )
+
+
+def add_sample_metric_flags(parser: argparse.ArgumentParser) -> None:
+    """Flags of the metrics computed from samples (KID, PRDC): compute, images, seed, JSON."""
+    from ._arrays import add_compute_flags
+
+    add_compute_flags(parser)
+    add_image_flags(parser, device=False)
+    add_seed_flag(parser)
+    add_json_flag(parser)
+
+
+def sample_pair(args: argparse.Namespace, a: str, b: str) -> tuple[Any, Any]:
+    """The two sample sets (features, or images through the FID Inception) of a metric."""
+    from ..pipeline import features_from_path
+
+    options = image_options(args)
+    return features_from_path(a, **options), features_from_path(b, **options)

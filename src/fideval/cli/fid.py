@@ -21,11 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("a", metavar="PATH_A")
     p.add_argument("b", metavar="PATH_B")
     _common.add_image_flags(p)
-    p.add_argument(
-        "--force",
-        action="store_true",
-        help="compare even when the provenance (extractor, weights, dims, profile) differs",
-    )
+    _common.add_force_flag(p)
     _common.add_json_flag(p)
     p.set_defaults(func=run)
 

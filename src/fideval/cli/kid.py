@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 
 from ..metrics.kid import kid
-from ..pipeline import features_from_path
 from . import _common
-from ._arrays import add_compute_flags, compute_dtype
+from ._arrays import compute_dtype
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -26,16 +25,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="deterministic unbiased MMD² of the full sets (S=1, M=N; chunked)",
     )
-    add_compute_flags(p)
-    _common.add_image_flags(p, device=False)
-    _common.add_seed_flag(p)
-    _common.add_json_flag(p)
+    _common.add_sample_metric_flags(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    a = features_from_path(args.a, **_common.image_options(args))
-    b = features_from_path(args.b, **_common.image_options(args))
+    a, b = _common.sample_pair(args, args.a, args.b)
     res = kid(
         a,
         b,

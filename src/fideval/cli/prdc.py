@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 
 from ..metrics.prdc import prdc
-from ..pipeline import features_from_path
 from . import _common
-from ._arrays import add_compute_flags, compute_dtype
+from ._arrays import compute_dtype
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -28,16 +27,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="subsample each set to at most this many rows (without replacement, --seed)",
     )
-    add_compute_flags(p)
-    _common.add_image_flags(p, device=False)
-    _common.add_seed_flag(p)
-    _common.add_json_flag(p)
+    _common.add_sample_metric_flags(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    real = features_from_path(args.real, **_common.image_options(args))
-    fake = features_from_path(args.fake, **_common.image_options(args))
+    real, fake = _common.sample_pair(args, args.real, args.fake)
     res = prdc(
         real,
         fake,

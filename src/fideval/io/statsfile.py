@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from .. import frechet
 from ..errors import FidevalError
 from ..stats import GaussianStats, GroupedStats
 from .atomic import atomic_write
@@ -158,29 +160,10 @@ def load_stats(path: str | os.PathLike[str]) -> StatsRecord:
 
 
 def validate_moments(mu: np.ndarray, sigma: np.ndarray, path: str, mk: str, ck: str) -> None:
-    """Shape, finiteness and symmetry checks naming the file and key."""
-    if mu.ndim != 1:
-        raise FidevalError(f"{path}: key {mk!r} has shape {mu.shape}; expected a 1-D mean (d,)")
-    d = mu.shape[0]
-    if sigma.ndim != 2 or sigma.shape[0] != sigma.shape[1]:
-        raise FidevalError(
-            f"{path}: key {ck!r} has shape {sigma.shape}; expected a square ({d}, {d}) covariance"
-        )
-    if sigma.shape[0] != d:
-        raise FidevalError(
-            f"{path}: key {ck!r} is {sigma.shape} but {mk!r} has d={d}; expected ({d}, {d})"
-        )
-    for key, arr in ((mk, mu), (ck, sigma)):
-        bad = ~np.isfinite(arr)
-        if bad.any():
-            raise FidevalError(f"{path}: key {key!r} contains {int(bad.sum())} NaN/Inf value(s)")
-    scale = float(np.abs(sigma).max()) if sigma.size else 0.0
-    asym = float(np.abs(sigma - sigma.T).max()) if sigma.size else 0.0
-    if asym > 1e-6 * scale:
-        raise FidevalError(
-            f"{path}: key {ck!r} is not symmetric (max |Σ − Σᵀ| = {asym:.3g}, relative "
-            f"{asym / scale:.3g}); expected a covariance matrix"
-        )
+    """Shape, finiteness and symmetry checks naming the file and the key."""
+    frechet.validate_moments(
+        torch.from_numpy(mu), torch.from_numpy(sigma), f"{path}: key {mk!r}", f"{path}: key {ck!r}"
+    )
 
 
 def _read_groups(data: Any, keys: set[str], path: str) -> GroupedStats:

@@ -22,18 +22,16 @@ foreign file must not pass silently as the standard weights).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
-import tempfile
 import urllib.request
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from ..errors import FidevalError
+from .atomic import atomic_write
 
 FID_WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"
 FID_WEIGHTS_URL = (
@@ -160,32 +158,6 @@ def resolve_weights(
     return WeightsFile(target, sha256_file(target), True, "download")
 
 
-@contextlib.contextmanager
-def _atomic_write_fallback(path: Path) -> Iterator[IO[bytes]]:
-    """Temp file in the same folder, fsync, os.replace; removed on error."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def _atomic_write(path: Path) -> contextlib.AbstractContextManager[IO[bytes]]:
-    try:
-        from .atomic import atomic_write
-    except ImportError:
-        return _atomic_write_fallback(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write(path)
-
-
 class _HashMismatch(Exception):
     pass
 
@@ -202,7 +174,7 @@ def download_weights(url: str, target: str | Path, *, sha256_prefix: str) -> Pat
         ) from exc
     h = hashlib.sha256()
     try:
-        with response, _atomic_write(target) as out:
+        with response, atomic_write(target) as out:
             for chunk in iter(lambda: response.read(1 << 20), b""):
                 h.update(chunk)
                 out.write(chunk)
