@@ -21,7 +21,7 @@ pytest.importorskip("torchvision")
 fid_score = pytest.importorskip("pytorch_fid.fid_score")
 
 from fideval.cli import main  # noqa: E402
-from fideval.features.extract import stats_from_image_path  # noqa: E402
+from fideval.features.extract import stats_from_images  # noqa: E402
 from fideval.features.inception import (  # noqa: E402
     LOGITS,
     InceptionExtractor,
@@ -148,7 +148,7 @@ def test_2048_statistics_equal_pytorch_fid(pytorch_fid_weights, folders):
     mu, sigma = fid_score.calculate_activation_statistics(
         sorted(sub.glob("*.png")), model, batch_size=4, dims=2048, device="cpu", num_workers=0
     )
-    stats, meta = stats_from_image_path(
+    stats, meta = stats_from_images(
         sub, extractor=_ours(pytorch_fid_weights), batch_size=4, num_workers=0, progress=False
     )
     assert stats.n == 6 and meta["dims"] == 2048 and meta["profile"] == "pytorch-fid"

@@ -161,10 +161,10 @@ def features_from_path(path: str, *, logits: bool = False, **image_options: Any)
 
 def _image_stats(path: str, **image_options: Any) -> tuple[GaussianStats, dict]:
     try:
-        from .features.extract import stats_from_image_path
+        from .features.extract import stats_from_images
     except ImportError as exc:  # pragma: no cover - the image stage ships with the package
         raise FidevalError(f"{path}: image input needs fideval's image stage ({exc})") from exc
-    return stats_from_image_path(path, **image_options)
+    return stats_from_images(path, **image_options)
 
 
 def compare_sides(a: Side, b: Side, *, force: bool = False) -> FrechetResult:

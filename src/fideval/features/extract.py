@@ -126,31 +126,3 @@ def stats_from_images(
         n=stats.n,
     )
     return stats, meta
-
-
-def stats_from_image_path(
-    path: str | Path,
-    *,
-    extractor: Any | None = None,
-    batch_size: int = 50,
-    device: str | torch.device | None = None,
-    num_workers: int | None = None,
-    skip_bad: bool = False,
-    progress: bool = True,
-    dims: int = 2048,
-    weights: str | Path | None = None,
-    profile: str = "pytorch-fid",
-) -> tuple[GaussianStats, dict[str, Any]]:
-    """The pipeline's image branch: a folder or an image array file -> (stats, provenance)."""
-    return stats_from_images(
-        Path(path),
-        extractor,
-        batch_size=batch_size,
-        device=device,
-        num_workers=num_workers,
-        skip_bad=skip_bad,
-        progress=progress,
-        dims=dims,
-        weights=weights,
-        profile=profile,
-    )
