@@ -118,7 +118,32 @@ def task_evaluator() -> dict:
     }
 
 
+def task_local_only() -> dict:
+    """Only rank 0 evaluates (as denoising-diffusion-pytorch's Trainer does): no hang."""
+    from fideval.train import EveryNSteps, FIDEvaluator
+
+    real = torch.rand(301, 1, 4, 4, generator=torch.Generator().manual_seed(3))
+    out = {}
+    if fd.rank() == 0:
+        ev = FIDEvaluator(
+            lambda b: torch.rand(b, 1, 4, 4) * 0.8,
+            real,
+            Ext(),
+            schedule=EveryNSteps(2, n=403),
+            batch_size=50,
+            groups=4,
+            cache_dir="",
+            log=lambda m: None,
+        )
+        with fd.local_only():
+            rec = ev.evaluate(2, n=403)
+        out = {"n": rec.n, "m": rec.m}
+    dist.barrier()
+    return out
+
+
 TASKS = {
+    "local_only": task_local_only,
     "stats": task_stats,
     "grouped": task_grouped,
     "error": task_error,

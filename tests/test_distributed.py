@@ -122,9 +122,22 @@ def test_torchrun_stats_equals_single_process(tmp_path):
     x = W.data(n=1001, d=6)
     np.save(tmp_path / "f.npy", x)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-           "--master_port", "29517", "-m", "fideval", "stats", str(tmp_path / "f.npy"),
-           "-o", str(tmp_path / "dist.npz"), "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29517",
+        "-m",
+        "fideval",
+        "stats",
+        str(tmp_path / "f.npy"),
+        "-o",
+        str(tmp_path / "dist.npz"),
+        "--no-progress",
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, check=False)
     assert r.returncode == 0, r.stderr
     assert r.stdout.count("wrote") == 1  # only rank 0 writes and prints
@@ -151,19 +164,60 @@ def test_torchrun_image_folder_stats_equal_single_process(tmp_path):
     rng = np.random.default_rng(0)
     for i in range(7):  # 7 images over 2 ranks: shards of 4 and 3
         Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / f"{i}.png")
-    common = ["stats", str(folder), "--dims", "64", "--weights", str(weights),
-              "--num-workers", "0", "--no-progress", "--device", "cpu"]
+    common = [
+        "stats",
+        str(folder),
+        "--dims",
+        "64",
+        "--weights",
+        str(weights),
+        "--num-workers",
+        "0",
+        "--no-progress",
+        "--device",
+        "cpu",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    single = subprocess.run([sys.executable, "-m", "fideval", *common, "-o", str(tmp_path / "s.npz")],
-                            capture_output=True, text=True, env=env, timeout=300, check=False)
+    single = subprocess.run(
+        [sys.executable, "-m", "fideval", *common, "-o", str(tmp_path / "s.npz")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
     assert single.returncode == 0, single.stderr
     multi = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-         "29518", "-m", "fideval", *common, "-o", str(tmp_path / "d.npz")],
-        capture_output=True, text=True, env=env, timeout=300, check=False)
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29518",
+            "-m",
+            "fideval",
+            *common,
+            "-o",
+            str(tmp_path / "d.npz"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
     assert multi.returncode == 0, multi.stderr
     from fideval.io.statsfile import load_stats
 
     a, b = load_stats(tmp_path / "s.npz"), load_stats(tmp_path / "d.npz")
     assert a.n == b.n == 7
-    assert rel(b.mu, a.mu) < 1e-6 and rel(b.sigma, a.sigma) < 1e-6  # float32 network, batch split differs
+    assert (
+        rel(b.mu, a.mu) < 1e-6 and rel(b.sigma, a.sigma) < 1e-6
+    )  # float32 network, batch split differs
+
+
+def test_main_process_only_evaluation_with_local_only(tmp_path):
+    res = spawn("local_only", 2, tmp_path)
+    assert res[0] == {"n": 403, "m": 301} and res[1] == {}

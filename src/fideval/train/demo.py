@@ -129,7 +129,8 @@ def run_demo(
         log_path=log_path,
         cache_dir=out_dir / "cache",
         callbacks=[lambda r: echo(format_row(r))],
-        log=lambda msg: echo(f"# {msg}"),
+        # Per-evaluation lines are the table rows (callback); other messages as comments.
+        log=lambda msg: None if msg.startswith("step ") else echo(f"# {msg}"),
     )
     echo(
         f"# training TinyDiffusion on {real.shape[0]} sklearn digits for {total} steps "

@@ -271,6 +271,12 @@ class FIDEvaluator:
         self.seconds_per_sample = seconds / max(n_used, 1)
         self._last_eval_step = int(step)
         record = self._record(step, plan, est, seconds, seed)
+        half = 0.5 * (record.fid_ci95[1] - record.fid_ci95[0])
+        self.log(
+            f"step {record.step}: FID {record.fid:.3f} ±{half:.3f} from {record.n} samples in "
+            f"{seconds:.1f} s; evaluation so far {self.eval_seconds:.0f} s vs training "
+            f"{self.train_seconds:.0f} s"
+        )
         self._emit(record)
         return record
 
