@@ -99,6 +99,10 @@ def test_evaluator_identical_records_on_both_ranks(tmp_path):
     for ra, rb in zip(a, b, strict=True):
         assert ra["fid"] == rb["fid"] and ra["fid_ci95"] == rb["fid_ci95"]
         assert ra["n"] == rb["n"] == 403
+    # Adaptive evaluation: ranks draw shares up to each check and stop together.
+    ad0, ad1 = res[0]["adaptive"], res[1]["adaptive"]
+    assert ad0["fid"] == ad1["fid"] and ad0["n"] == ad1["n"] and ad0["n"] <= 1200
+    assert ad0["stopped_because"] == ad1["stopped_because"]
     assert res[0]["ref_n"] == res[1]["ref_n"] == 301
     # The sharded reference equals the single-process one.
     import torch

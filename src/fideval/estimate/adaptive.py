@@ -118,8 +118,27 @@ class AdaptiveEstimator:
         room = self.max_samples - self.n
         batch = features[:room] if features.shape[0] > room else features
         self.grouped.update(batch)
+        return self._added(int(batch.shape[0]))
+
+    def add_grouped(self, increment: GroupedStats) -> bool:
+        """Merge the grouped statistics of the stream's next samples (its rows continue the
+        stream: built with ``offset=self.n``); checks as :meth:`update`. Returns ``done``.
+
+        This is how a distributed caller feeds the estimator: each rank draws a share,
+        one all-reduce merges the groups, and every rank adds the same increment.
+        """
+        if self.done:
+            return True
+        if increment.k != self.grouped.k:
+            raise FidevalError(
+                f"increment has {increment.k} groups, the estimator {self.grouped.k}"
+            )
+        self.grouped.merge(increment)
+        return self._added(increment.n)
+
+    def _added(self, count: int) -> bool:
         if self._bar is not None:
-            self._bar.update(int(batch.shape[0]))
+            self._bar.update(count)
         if self.n >= self.max_samples:
             self._check()
             self._stop("max_samples reached")

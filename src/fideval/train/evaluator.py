@@ -287,21 +287,22 @@ class FIDEvaluator:
             images = images.to(self.device)
         return self.extractor(images)
 
-    def _collect(self, total: GroupedStats, count: int) -> GroupedStats:
-        """Draw ``count`` more samples of the global stream into ``total``'s groups.
+    def _draw_groups(self, offset: int, count: int) -> GroupedStats:
+        """The next ``count`` samples of the global stream (from global row ``offset``) as K
+        group statistics — the same on every rank.
 
         Distributed: this rank draws its contiguous share, and one all-reduce merges the
         groups, so every rank ends with the statistics a single process would have had.
         """
         start, stop = dist_.shard_range(count)
-        local = GroupedStats(self.groups, offset=total.n + start)
+        local = GroupedStats(self.groups, offset=offset + start)
         drawn, b = 0, 0
         with dist_.collective_guard("evaluation sampling"):
             while drawn < stop - start:
                 c = min(self.batch_size, stop - start - drawn)
                 local.update(self._draw_features(c, b))
                 drawn, b = drawn + c, b + 1
-        return total.merge(dist_.all_reduce_grouped(local))
+        return dist_.all_reduce_grouped(local)
 
     def _run(self, plan: Plan, reference: ReferenceStats) -> FidEstimate:
         ref = reference.reference
@@ -316,12 +317,11 @@ class FIDEvaluator:
                 progress=self.progress,
                 min_samples=min(plan.n, 2000),
             )
-            b = 0
-            while not est.done:
-                est.update(self._draw_features(self.batch_size, b))
-                b += 1
+            while not est.done:  # draw up to the estimator's next check, then check
+                count = max(1, min(est.next_check, est.max_samples) - est.n)
+                est.add_grouped(self._draw_groups(est.n, count))
             return est.estimate()
-        grouped = self._collect(GroupedStats(self.groups), plan.n)
+        grouped = self._draw_groups(0, plan.n)
         est = estimate_fid(grouped, ref, target_n=self.target_n)
         est.n_used, est.stopped_because = grouped.n, f"{plan.mode} sample count reached"
         return est
