@@ -109,8 +109,10 @@ def task_evaluator() -> dict:
         log=lambda m: None,
     )
     records = [ev.step(s) for s in range(1, 5)]
+    adaptive = ev.evaluate(6, mode="adaptive", n=1200, tolerance=0.05)
     return {
         "records": [r.to_dict() for r in records if r is not None],
+        "adaptive": adaptive.to_dict(),
         "callbacks": len(seen),
         "ref_n": ev.reference.record.n,
         "ref_mu": ev.reference.record.mu,
