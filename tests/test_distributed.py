@@ -113,10 +113,10 @@ def test_evaluator_identical_records_on_both_ranks(tmp_path):
         assert rel(r["ref_mu"], single.record.mu) < 1e-12
         assert rel(r["ref_sigma"], single.record.sigma) < 1e-12
     # Only rank 0 wrote the log and called the callbacks.
-    assert res[0]["callbacks"] == 2 and res[1]["callbacks"] == 0
+    assert res[0]["callbacks"] == 3 and res[1]["callbacks"] == 0
     out = tmp_path / "evaluator-2"
     lines = (out / "log.jsonl").read_text().splitlines()
-    assert [json.loads(line)["step"] for line in lines] == [2, 4]
+    assert [json.loads(line)["step"] for line in lines] == [2, 4, 6]
 
 
 def test_torchrun_stats_equals_single_process(tmp_path):
