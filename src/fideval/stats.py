@@ -86,6 +86,10 @@ class GaussianStats:
             (CPU for MPS, which has no float64).
     """
 
+    #: Rows gathered before one GEMM: small batches (e.g. 50 images) would otherwise make
+    #: every update a memory-bound pass over the d×d accumulator.
+    BUFFER_ROWS = 512
+
     def __init__(self, dim: int | None = None, device: torch.device | str | None = None) -> None:
         self.dim = dim
         self.device = torch.device(device) if device is not None else None
@@ -94,8 +98,13 @@ class GaussianStats:
         self._shift: torch.Tensor | None = None
         self._s1: torch.Tensor | None = None
         self._s2: torch.Tensor | None = None
+        self._pending: list[torch.Tensor] = []
+        self._pending_rows = 0
 
     # ------------------------------------------------------------------ updates
+    # Accumulators are inference tensors when a batch came from inference mode; every
+    # in-place update runs in inference mode so that either kind can be updated.
+    @torch.inference_mode()
     def _init_state(self, shift: torch.Tensor) -> None:
         d = int(shift.shape[0])
         if self.dim is None:
@@ -105,6 +114,7 @@ class GaussianStats:
         self._s1 = torch.zeros(d, dtype=torch.float64, device=shift.device)
         self._s2 = torch.zeros(d, d, dtype=torch.float64, device=shift.device)
 
+    @torch.inference_mode()
     def update(self, batch: ArrayLike) -> None:
         """Add a batch of features, shape (B, d); numpy or torch, any device."""
         t = _to_batch(batch, self.device)
@@ -124,16 +134,32 @@ class GaussianStats:
             return
         if self._shift is None:
             self._init_state(t.mean(dim=0))
-        assert self._shift is not None and self._s1 is not None and self._s2 is not None
-        t = t - self._shift  # never in place: t may share memory with the caller's array
+        assert self._shift is not None
+        # Shifted copy (never in place: t may share memory with the caller's array).
+        self._pending.append(t - self._shift)
+        self._pending_rows += b
+        self.n += b
+        if self._pending_rows >= self.BUFFER_ROWS:
+            self._flush()
+
+    @torch.inference_mode()
+    def _flush(self) -> None:
+        """Accumulate the buffered rows: S1 += Σ(x−c), S2 += (X−c)ᵀ(X−c) (one GEMM)."""
+        if not self._pending:
+            return
+        assert self._s1 is not None and self._s2 is not None
+        t = self._pending[0] if len(self._pending) == 1 else torch.cat(self._pending)
+        self._pending, self._pending_rows = [], 0
         self._s1 += t.sum(dim=0)
         self._s2.addmm_(t.mT, t)
-        self.n += b
 
+    @torch.inference_mode()
     def merge(self, other: GaussianStats) -> GaussianStats:
         """Add another accumulator's samples to this one (in place); returns self."""
         if other.n == 0:
             return self
+        self._flush()
+        other._flush()
         if self.dim is not None and other.dim != self.dim:
             raise FidevalError(f"cannot merge statistics with d={other.dim} into d={self.dim}")
         assert other._shift is not None and other._s1 is not None and other._s2 is not None
@@ -156,8 +182,10 @@ class GaussianStats:
         self.n = 0
         self.batches = 0
         self._shift = self._s1 = self._s2 = None
+        self._pending, self._pending_rows = [], 0
 
     def copy(self) -> GaussianStats:
+        self._flush()
         out = GaussianStats(self.dim, self.device)
         out.n, out.batches = self.n, self.batches
         if self._shift is not None and self._s1 is not None and self._s2 is not None:
@@ -173,6 +201,7 @@ class GaussianStats:
     def mean_tensor(self) -> torch.Tensor:
         """μ = c + S1/n as a float64 tensor on the accumulator's device."""
         self._require(1, "the mean")
+        self._flush()
         assert self._shift is not None and self._s1 is not None
         return self._shift + self._s1 / self.n
 
@@ -180,6 +209,7 @@ class GaussianStats:
     def m2_tensor(self) -> torch.Tensor:
         """Centred scatter M2 = S2 − S1 S1ᵀ/n (float64 tensor)."""
         self._require(1, "the scatter")
+        self._flush()
         assert self._s1 is not None and self._s2 is not None
         m2 = torch.addr(self._s2, self._s1, self._s1, alpha=-1.0 / self.n)
         return 0.5 * (m2 + m2.mT)
@@ -215,7 +245,8 @@ class GaussianStats:
         out = cls(int(mean.shape[0]), mean.device)
         out._init_state(mean)
         assert out._s2 is not None
-        out._s2 += m2
+        with torch.inference_mode():
+            out._s2 += m2
         out.n = n
         return out
 
