@@ -278,3 +278,19 @@ def test_error_features():
     x[2, 1] = np.inf
     with pytest.raises(NonFiniteFeaturesError, match=r"rows 2\)"):
         frechet_from_features(np.ones((4, 3)), x)
+
+
+def test_low_rank_route_with_known_n_is_exact_and_checked(rng):
+    d, n = 64, 20
+    x, y = rng.standard_normal((n, d)), rng.standard_normal((n, d)) + 0.2
+    m1, s1, m2, s2 = x.mean(0), np.cov(x, rowvar=False), y.mean(0), np.cov(y, rowvar=False)
+    exact = frechet_from_features(x, y).value
+    r = frechet_details(m1, s1, m2, s2, n1=n, n2=n)
+    assert r.method == "range-eigh-eigvalsh" and r.rank2 == n - 1
+    assert r.value == pytest.approx(exact, rel=1e-10)
+    # A wrong (too small) N cannot lose mass: the trace check sends it to the full eigh.
+    z = rng.standard_normal((500, d))
+    sz = np.cov(z, rowvar=False)
+    wrong = frechet_details(m1, s1, z.mean(0), sz, n2=10)
+    assert wrong.method == "eigh-eigvalsh"
+    assert wrong.value == pytest.approx(frechet_details(m1, s1, z.mean(0), sz).value, rel=1e-12)

@@ -240,12 +240,48 @@ def _factor(sigma: torch.Tensor, eps_in: float, name: str, n: int | None) -> _Fa
             # round-off and must be clamped, which only the eigen route does.
             if float(piv.min()) > d * _EPS64 * float(piv.max()):
                 return _Factor(chol, "cholesky", d, 0.0, trace)
+    if n is not None and n - 1 + _RANGE_OVERSAMPLE < 0.75 * d:
+        low_rank = _factor_low_rank(sigma, eps_in, name, n, trace)
+        if low_rank is not None:
+            return low_rank
     w, v = torch.linalg.eigh(sigma)
     keep, clamped_mass = _clamp_spectrum(
         w, eps_in, f"sigma{name} is not positive semidefinite: smallest eigenvalue"
     )
     f = v[:, keep] * torch.sqrt(w[keep])
     return _Factor(f, "eigh", int(keep.sum()), clamped_mass, trace)
+
+
+_RANGE_OVERSAMPLE = 10
+
+
+def _factor_low_rank(
+    sigma: torch.Tensor, eps_in: float, name: str, n: int, trace: float
+) -> _Factor | None:
+    """Σ = FFᵀ for a covariance of n ≤ d samples (rank ≤ n − 1), without a d×d eigh.
+
+    Its range is spanned by Y = ΣΩ for a Gaussian Ω with k = n − 1 + 10 columns, so with
+    Q = qr(Y), Σ = Q (QᵀΣQ) Qᵀ and F = Q·V·√w from the k×k eigendecomposition of QᵀΣQ.
+    The trace checks that nothing was lost: tr Σ − tr(QᵀΣQ) = tr((I − QQᵀ)Σ) ≥ 0 is the
+    mass outside the subspace. Beyond round-off (e.g. N was wrong), returns None and the
+    caller takes the full eigh route.
+    """
+    d = sigma.shape[0]
+    k = min(d, n - 1 + _RANGE_OVERSAMPLE)
+    gen = torch.Generator(device=sigma.device).manual_seed(0)
+    omega = torch.randn(d, k, dtype=sigma.dtype, device=sigma.device, generator=gen)
+    q, _ = torch.linalg.qr(sigma @ omega)
+    b = q.mT @ sigma @ q
+    w, v = torch.linalg.eigh(b)
+    keep, clamped_mass = _clamp_spectrum(
+        w, eps_in, f"sigma{name} is not positive semidefinite: smallest eigenvalue"
+    )
+    lam_max = float(w.abs().max()) if w.numel() else 0.0
+    missing = trace - float(torch.diagonal(b).sum())
+    if abs(missing) > CLAMP_FACTOR * d * d * _EPS64 * max(lam_max, 1e-300):
+        return None
+    f = q @ (v[:, keep] * torch.sqrt(w[keep]))
+    return _Factor(f, "range-eigh", int(keep.sum()), clamped_mass + abs(missing), trace)
 
 
 def _sqrt_eig_sum(m: torch.Tensor, eps_in: float, name: str) -> tuple[float, float, float]:
