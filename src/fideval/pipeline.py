@@ -65,6 +65,11 @@ def path_kind(path: str) -> str:
         arr = open_array(path)
         if arr.ndim == 4:
             return "images"
+        if arr.ndim == 3:
+            from .data.images import is_image_array_file
+
+            if is_image_array_file(path):  # (N, H, W) integer: grayscale images
+                return "images"
         if arr.ndim == 2:
             return "features"
         raise FidevalError(

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -317,8 +317,3 @@ def _all_agree(flag: bool) -> bool:
         t = t.cuda()
     torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MIN)
     return bool(t.item())
-
-
-def describe_key_change(old: dict[str, Any], new: dict[str, Any]) -> Sequence[str]:
-    """The cache-key fields that differ (for messages)."""
-    return [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
