@@ -411,12 +411,34 @@ class FrechetReference:
                 f"dimension mismatch: side 1 has d={mu_t.shape[0]}, reference has d={self.dim}"
             )
         f = self._factor.f
-        m = f.mT @ sigma_t @ f
-        trace_sqrt, mass, bound = _sqrt_eig_sum(m, max(eps, self.eps), "1")
-        diff = mu_t - self.mu
+        return self.compare_projected(
+            mu_t, f.mT @ sigma_t @ f, float(torch.diagonal(sigma_t).sum()), n=n, eps=eps
+        )
+
+    @property
+    def factor(self) -> torch.Tensor:
+        """F with Σ_r = F Fᵀ, shape (d, r), float64."""
+        return self._factor.f
+
+    def compare_projected(
+        self,
+        mu: torch.Tensor,
+        projected_sigma: torch.Tensor,
+        trace_sigma: float,
+        *,
+        n: int | None = None,
+        eps: float = _EPS64,
+    ) -> FrechetResult:
+        """FD from side 1 given in projected form: μ1, Fᵀ Σ1 F (r×r) and tr Σ1.
+
+        This is all the kernel needs of Σ1, so callers that merge many statistics (the
+        estimators' unions of groups) project each once and never form a d×d product.
+        """
+        trace_sqrt, mass, bound = _sqrt_eig_sum(projected_sigma, max(eps, self.eps), "1")
+        diff = mu.to(self.mu.device) - self.mu
         return _finish(
             float(diff @ diff),
-            float(torch.diagonal(sigma_t).sum()),
+            float(trace_sigma),
             self._factor.trace,
             trace_sqrt,
             d=self.dim,

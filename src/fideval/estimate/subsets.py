@@ -9,9 +9,8 @@ The statistics of a union S are then exact Chan merges of these projections:
     tr Σ_S   = (Σ t_g + Σ n_g ‖μ_g − μ_S‖²) / (n_S − 1),
 
 so each union costs one symmetric eigenvalue solve (no d×d product), with the same
-clamping rules and diagnostics as :meth:`FrechetReference.compare` (whose private
-helpers ``_sqrt_eig_sum`` and ``_finish`` are reused, so the numbers are identical
-to round-off).
+clamping rules and diagnostics as :meth:`FrechetReference.compare` (both go through
+:meth:`FrechetReference.compare_projected`).
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ from collections.abc import Iterable
 import torch
 
 from ..errors import FidevalError
-from ..frechet import FrechetReference, FrechetResult, _finish, _sqrt_eig_sum
+from ..frechet import FrechetReference, FrechetResult
 from ..stats import GroupedStats
 
 __all__ = ["UnionFrechet"]
@@ -40,7 +39,7 @@ class UnionFrechet:
         self.k = grouped.k
         self.sizes = sizes
         self.reference = reference
-        f = reference._factor.f
+        f = reference.factor
         dev = f.device
         self._n = torch.tensor(sizes, dtype=torch.float64, device=dev)
         mus, bs, ps, ts = [], [], [], []
@@ -79,23 +78,7 @@ class UnionFrechet:
         dmu = self._mu[idx] - mu_s
         c = (self._p[idx].sum(0) + (n[:, None] * db).mT @ db) / (n_s - 1)
         tr1 = float((self._t[idx].sum() + (n * (dmu * dmu).sum(1)).sum()) / (n_s - 1))
-        ref = self.reference
-        trace_sqrt, mass, bound = _sqrt_eig_sum(c, ref.eps, "1")
-        diff = mu_s - ref.mu
-        result = _finish(
-            float(diff @ diff),
-            tr1,
-            ref._factor.trace,
-            trace_sqrt,
-            d=ref.dim,
-            method=f"{ref._factor.method}-eigvalsh",
-            n1=round(n_s),
-            n2=ref.n,
-            rank1=None,
-            rank2=ref._factor.rank,
-            clamped_mass=mass + ref._factor.clamped_mass,
-            clamped_sqrt_bound=bound,
-        )
+        result = self.reference.compare_projected(mu_s, c, tr1, n=round(n_s))
         self._cache[key] = result
         self.evaluations += 1
         return result
