@@ -102,7 +102,7 @@ class FrechetResult:
 # --------------------------------------------------------------------------- input
 
 
-def _compute_device(device: torch.device) -> torch.device:
+def compute_device(device: torch.device) -> torch.device:
     """float64 is unavailable on MPS: statistics are computed on the CPU there."""
     return torch.device("cpu") if device.type == "mps" else device
 
@@ -118,7 +118,7 @@ def as_float64(x: ArrayLike, name: str) -> tuple[torch.Tensor, float]:
             raise FidevalError(f"{name}: expected a real-valued tensor, got dtype {x.dtype}")
         eps = float(torch.finfo(x.dtype).eps) if x.dtype.is_floating_point else _EPS64
         eps = max(eps, _EPS64)
-        dev = _compute_device(x.device)
+        dev = compute_device(x.device)
         return x.detach().to(device=dev, dtype=torch.float64), eps
     arr = np.asarray(x)
     if arr.dtype.kind not in "fiub":

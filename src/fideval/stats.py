@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from .errors import FidevalError, NonFiniteFeaturesError
-from .frechet import ArrayLike, _compute_device
+from .frechet import ArrayLike, compute_device
 
 __all__ = ["GaussianStats", "GroupedStats", "check_finite_batch"]
 
@@ -59,7 +59,7 @@ def _to_batch(batch: ArrayLike, device: torch.device | None) -> torch.Tensor:
         arr = np.ascontiguousarray(arr)
         t = torch.from_numpy(arr if arr.flags.writeable else arr.copy())
     if device is None:
-        device = _compute_device(t.device)
+        device = compute_device(t.device)
     return t.to(device=device, dtype=torch.float64)
 
 
