@@ -284,3 +284,13 @@ def test_partial_with_other_key_is_ignored(real, tmp_path):
     assert json.dumps(out.record.meta["cache_key"], sort_keys=True) == json.dumps(
         key, sort_keys=True
     )
+
+
+def test_projection_in_words(real, tmp_path):
+    msgs = []
+    ev = make(real, tmp_path, log=msgs.append, schedule=EveryNSteps(2, n=400))
+    for s in range(1, 3):
+        ev.step(s)
+    assert "50000 samples ≈" in msgs[0] and "each evaluation (400 samples)" in msgs[0]
+    last = [m for m in msgs if "the last evaluation used" in m]
+    assert last and "±" in last[0]

@@ -155,6 +155,7 @@ class FIDEvaluator:
         self._last_return: float | None = None
         self._last_eval_step: int | None = None
         self._probed = False
+        self._train_steps = 0
 
     # ------------------------------------------------------------------ reference
     @property
@@ -178,6 +179,7 @@ class FIDEvaluator:
         now = time.perf_counter()
         if self._last_return is not None:
             self.train_seconds += now - self._last_return
+            self._train_steps += 1
         self._last_return = now
 
     def _clock(self, step: int) -> Clock:
@@ -216,14 +218,28 @@ class FIDEvaluator:
             f"sampler speed ({1 / sps:.1f} samples/s)"
         )
         sched = self.schedule
+        planned: int | None = None
         if isinstance(sched, WallClockBudget):
-            text += f"; the budget ({sched.describe()}) is spent as training time accrues"
+            step_s = self.train_seconds / self._train_steps if self._train_steps else None
+            if step_s:
+                per_k = sched.fraction * step_s * 1000 / sps
+                planned = int(min(max(per_k, sched.min_samples), sched.max_samples))
+                text += (
+                    f"; the budget ({sched.fraction:.0%} of training time, "
+                    f"{step_s * 1000:.0f} s per 1000 steps) buys ≈ {per_k:.0f} samples per "
+                    f"1000 training steps"
+                )
+            else:
+                text += f"; the budget ({sched.describe()}) is spent as training time accrues"
         elif isinstance(sched, EveryNSteps):
+            planned = sched.n
             text += f"; each evaluation ({sched.n} samples) ≈ {_format_seconds(sched.n * sps)}"
         if self.records:
             last = self.records[-1]
             half = 0.5 * (last.fid_ci95[1] - last.fid_ci95[0])
             text += f"; the last evaluation used {last.n} samples, ±{half:.2f} FID"
+            if planned and planned != last.n:  # the half-width scales as 1/√N
+                text += f" (≈ ±{half * math.sqrt(last.n / planned):.2f} at {planned})"
         return text
 
     # ------------------------------------------------------------------ public
@@ -278,6 +294,8 @@ class FIDEvaluator:
             f"{self.train_seconds:.0f} s"
         )
         self._emit(record)
+        if len(self.records) == 1:
+            self.log(self.projection())  # now with the measured precision
         return record
 
     # ------------------------------------------------------------------ internals
