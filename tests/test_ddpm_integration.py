@@ -84,3 +84,53 @@ def test_unaugmented_reference_is_deterministic(digit_folder):
     a, b = ds[3], ds[3]
     assert a.shape == (1, 8, 8) and float(a.min()) >= 0 and float(a.max()) <= 1
     assert (a == b).all()  # no random flip
+
+
+def test_trainer_under_accelerate_two_processes(digit_folder, tmp_path):
+    """`accelerate launch --num_processes 2`: the Trainer evaluates on its main process only;
+    fideval's scorer runs locally there, so nothing hangs, and N and M are exact."""
+    import os
+    import subprocess
+
+    pytest.importorskip("accelerate")
+    results = tmp_path / "results"
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--cpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        "29521",
+        str(ROOT / "examples" / "denoising_diffusion_pytorch_trainer.py"),
+        "--data",
+        str(digit_folder),
+        "--steps",
+        "2",
+        "--every",
+        "2",
+        "--results",
+        str(results),
+        "--image-size",
+        "8",
+        "--channels",
+        "1",
+        "--extractor",
+        "digits",
+        "--samples",
+        "150",
+        "--sampling-steps",
+        "2",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, check=False)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = [json.loads(line) for line in (results / "fid.jsonl").read_text().splitlines()]
+    assert [(x["step"], x["n"], x["m"]) for x in rows] == [(2, 150, 110)]

@@ -35,7 +35,7 @@ import torch
 from ... import distributed as dist_
 from ...errors import FidevalError
 from ..evaluator import EvalRecord, FIDEvaluator
-from ..schedule import Plan
+from ..schedule import EveryNSteps, Plan
 
 
 class UnaugmentedImages:
@@ -122,6 +122,10 @@ def attach(
         cache_dir=cache_dir or results / "fideval-cache",
         reference_n=reference_n,
         device=trainer.device,
+        # Describes the Trainer's own cadence (for the projected cost); the Trainer decides.
+        schedule=EveryNSteps(
+            int(trainer.save_and_sample_every), n=int(samples), mode=mode, tolerance=tolerance
+        ),
         **evaluator_options,
     )
     scorer = FidevalScorer(trainer, evaluator, Plan(mode, int(samples), tolerance))
