@@ -56,30 +56,53 @@ def main() -> None:
     quiet = lambda msg: None  # noqa: E731
 
     def budget(model, ema, real):
-        return FIDEvaluator(model, real, DigitsFeatureExtractor(), ema=ema.model,
-                            schedule=WallClockBudget(args.fraction, min_samples=1000,
-                                                     max_samples=20_000, min_interval=250),
-                            batch_size=500, cache_dir="", log=quiet)
+        return FIDEvaluator(
+            model,
+            real,
+            DigitsFeatureExtractor(),
+            ema=ema.model,
+            schedule=WallClockBudget(
+                args.fraction, min_samples=1000, max_samples=20_000, min_interval=250
+            ),
+            batch_size=500,
+            cache_dir="",
+            log=quiet,
+        )
 
     def protocol(model, ema, real):
-        return FIDEvaluator(model, real, DigitsFeatureExtractor(), ema=ema.model,
-                            schedule=EveryNSteps(args.every, n=args.full_n, mode="full"),
-                            batch_size=500, cache_dir="", log=quiet)
+        return FIDEvaluator(
+            model,
+            real,
+            DigitsFeatureExtractor(),
+            ema=ema.model,
+            schedule=EveryNSteps(args.every, n=args.full_n, mode="full"),
+            batch_size=500,
+            cache_dir="",
+            log=quiet,
+        )
 
     ev_a, wall_a = train(args.steps, budget)
     ev_b, wall_b = train(args.steps, protocol)
-    for name, ev, wall in (("(a) fideval, 10% budget", ev_a, wall_a),
-                           (f"(b) DDPM protocol, {args.full_n} every {args.every}", ev_b, wall_b)):
+    for name, ev, wall in (
+        ("(a) fideval, 10% budget", ev_a, wall_a),
+        (f"(b) DDPM protocol, {args.full_n} every {args.every}", ev_b, wall_b),
+    ):
         train_s = wall - ev.eval_seconds
-        print(f"{name}: {len(ev.records)} evaluations, eval {ev.eval_seconds:.0f} s vs "
-              f"training {train_s:.0f} s -> {ev.eval_seconds / train_s:.1%} of training time")
+        print(
+            f"{name}: {len(ev.records)} evaluations, eval {ev.eval_seconds:.0f} s vs "
+            f"training {train_s:.0f} s -> {ev.eval_seconds / train_s:.1%} of training time"
+        )
     print(f"\n{'step':>6}  {'(a) FID [95% CI]':>28}  {'n':>6}   {'(b) FID':>9}  {'n':>6}")
     b_by_step = {r.step: r for r in ev_b.records}
     steps = sorted({r.step for r in ev_a.records} | set(b_by_step))
     a_by_step = {r.step: r for r in ev_a.records}
     for s in steps:
         a, b = a_by_step.get(s), b_by_step.get(s)
-        left = f"{a.fid:9.2f} [{a.fid_ci95[0]:7.2f}, {a.fid_ci95[1]:7.2f}]  {a.n:6d}" if a else " " * 36
+        left = (
+            f"{a.fid:9.2f} [{a.fid_ci95[0]:7.2f}, {a.fid_ci95[1]:7.2f}]  {a.n:6d}"
+            if a
+            else " " * 36
+        )
         right = f"{b.fid:9.2f}  {b.n:6d}" if b else ""
         print(f"{s:6d}  {left}   {right}")
     ratio = ev_b.eval_seconds / max(ev_a.eval_seconds, 1e-9)

@@ -98,3 +98,19 @@ def test_console_script_no_traceback(tmp_path):
     )
     assert r.returncode == 2
     assert "no.npz: no such file" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_npz_named_npy_and_bad_flags(tmp_path, rng, capsys):
+    with open(tmp_path / "disguised.npy", "wb") as fh:  # np.savez would append ".npz"
+        np.savez(fh, a=np.zeros((3, 2)))
+    np.save(tmp_path / "ok.npy", rng.standard_normal((10, 2)))
+    assert main(["distance", str(tmp_path / "disguised.npy"), str(tmp_path / "ok.npy")]) == 2
+    assert "a .npz archive under a .npy name" in capsys.readouterr().err
+    for argv in (
+        ["kid", "a.npy", "b.npy", "--device", "nonsense"],
+        ["estimate", "a.npy", "r.npz", "--batch-size", "0"],
+    ):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+    assert "expected a whole number ≥ 1" in capsys.readouterr().err

@@ -137,7 +137,19 @@ def test_image_inputs_for_is_and_kid(tmp_path, capsys):
     assert main(["is", str(tmp_path / "a.npy"), "--splits", "2", *flags]) == 0
     out = _json.loads(capsys.readouterr().out)
     assert out["classes"] == 1008 and out["n"] == 6 and out["is"] >= 1.0
-    assert main(["kid", str(tmp_path / "a.npy"), str(tmp_path / "b.npy"), "--full",
-                 "--dims", "64", *flags]) == 0
+    assert (
+        main(
+            [
+                "kid",
+                str(tmp_path / "a.npy"),
+                str(tmp_path / "b.npy"),
+                "--full",
+                "--dims",
+                "64",
+                *flags,
+            ]
+        )
+        == 0
+    )
     out = _json.loads(capsys.readouterr().out)
     assert "kid" in out

@@ -124,3 +124,29 @@ def test_provenance_guard():
     assert check_compatible(a, dict(a)) == []
     only = check_compatible(a, {})
     assert any("extractor is recorded for A but not for B" in w for w in only)
+
+
+@pytest.mark.parametrize(
+    ("arrays", "message"),
+    [
+        ({"meta": np.array("[1, 2]")}, r"key 'meta' holds JSON list; expected an object"),
+        ({"n": np.array([3, 4])}, r"key 'n' .* expected a non-negative integer"),
+        ({"n": np.array(3.7)}, r"key 'n' .* expected a non-negative integer"),
+        ({"n": np.array(-5)}, r"key 'n' .* expected a non-negative integer"),
+        ({"mu": np.zeros(3, complex)}, r"key 'mu' has dtype complex128; expected real numbers"),
+        ({"mu": np.array(["a", "b", "c"])}, r"key 'mu' has dtype <U1; expected real numbers"),
+        (
+            {
+                "group_n": np.array([2, 2]),
+                "group_mu": np.zeros((2, 4)),
+                "group_m2": np.zeros((2, 4, 4)),
+            },
+            r"expected \(2, 3\) and \(2, 3, 3\)",
+        ),
+    ],
+)
+def test_malformed_keys_are_clear_errors(tmp_path, arrays, message):
+    base = {"mu": np.zeros(3), "sigma": np.eye(3)}
+    np.savez(tmp_path / "bad.npz", **{**base, **arrays})
+    with pytest.raises(FidevalError, match=message):
+        load_stats(tmp_path / "bad.npz")

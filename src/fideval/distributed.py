@@ -8,7 +8,7 @@ single all-reduce of d² + d + 1 float64 values (33.6 MB at d = 2048) — not an
 all-gather of world × d².
 
 The merge is exact: every rank re-expresses its (n, μ, M2) as shifted sums about one
-common shift c (rank 0's mean, broadcast first: d values),
+common shift c (the mean of the lowest rank with samples, broadcast first: d values),
 
     S0 = n,  S1 = n(μ − c),  S2 = M2 + n(μ − c)(μ − c)ᵀ,
 
@@ -129,14 +129,20 @@ def _unpack(flat: torch.Tensor, shift: torch.Tensor, d: int) -> GaussianStats:
 
 
 def _common_shift(stats_list: list[GaussianStats], d: int, device: torch.device) -> torch.Tensor:
-    """Rank 0's mean of its first non-empty accumulator (broadcast: d float64 values)."""
+    """The mean of the lowest rank that has samples (broadcast: d float64 values).
+
+    Any rank's mean is within a few standard deviations of the pooled mean, so the
+    shifted sums lose nothing to cancellation (a zero shift would: DESIGN.md §2).
+    """
+    local = next((s for s in stats_list if s.n), None)
+    src = torch.tensor([float(rank() if local is not None else world_size())], device=device)
+    dist.all_reduce(src, op=dist.ReduceOp.MIN)
+    source = int(src.item())
     shift = torch.zeros(d, dtype=torch.float64, device=device)
-    if rank() == 0:
-        for s in stats_list:
-            if s.n:
-                shift = s.mean_tensor.to(device).clone()
-                break
-    dist.broadcast(shift, src=0)
+    if local is not None and rank() == source:
+        shift = local.mean_tensor.to(device).clone()
+    if source < world_size():
+        dist.broadcast(shift, src=source)
     return shift
 
 

@@ -331,7 +331,8 @@ class GroupedStats:
         for g in range(self.k):
             # Rows j with (offset + n + j) mod K == g.
             start = (g - self.offset - self.n) % self.k
-            part = t[start :: self.k]
+            # A copy: the caller may refill its buffer before this group is flushed.
+            part = t[start :: self.k].clone()
             if part.shape[0]:
                 self._buffers[g].append(part)
                 self._buffered[g] += part.shape[0]
@@ -385,13 +386,25 @@ class GroupedStats:
 
     def state_dict(self) -> dict[str, Any]:
         self.flush()
-        return {"k": self.k, "n": self.n, "groups": [g.state_dict() for g in self.groups]}
+        return {
+            "k": self.k,
+            "n": self.n,
+            "offset": self.offset,
+            "batches": self.batches,
+            "block_rows": self.block_rows,
+            "groups": [g.state_dict() for g in self.groups],
+        }
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Any]) -> GroupedStats:
-        out = cls(int(state["k"]))
+        out = cls(
+            int(state["k"]),
+            block_rows=int(state.get("block_rows", 256)),
+            offset=int(state.get("offset", 0)),
+        )
         out.groups = [GaussianStats.from_state_dict(s) for s in state["groups"]]
         out.n = int(state["n"])
+        out.batches = int(state.get("batches", 0))
         out.dim = out.groups[0].dim
         return out
 

@@ -8,6 +8,7 @@ import os
 import numpy as np
 
 from ..errors import FidevalError
+from . import _common
 
 _SHAPES = {2: "(N, d)", 3: "(num_texts, num_repeats, d)"}
 
@@ -35,7 +36,10 @@ def load_array(path: str, ndim: int = 2, what: str = "features") -> np.ndarray:
 def add_compute_flags(parser: argparse.ArgumentParser) -> None:
     """``--device`` and ``--float32`` for the chunked pairwise metrics."""
     parser.add_argument(
-        "--device", default="cpu", help="torch device to compute on (default cpu; e.g. cuda)"
+        "--device",
+        type=_common.device_type,
+        default="cpu",
+        help="torch device to compute on (default cpu; e.g. cuda)",
     )
     parser.add_argument(
         "--float32",

@@ -9,6 +9,36 @@ import sys
 from typing import Any
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer ≥ 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number ≥ 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number ≥ 1, got {value}")
+    return value
+
+
+def device_type(text: str) -> str:
+    """argparse type: a torch device that exists here (``cpu``, ``cuda``, ``cuda:1``, ``mps``)."""
+    import torch
+
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a torch device") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text!r}: CUDA is not available on this machine")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: only {torch.cuda.device_count()} CUDA device(s) here"
+        )
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise argparse.ArgumentTypeError(f"{text!r}: MPS is not available on this machine")
+    return text
+
+
 def add_json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
@@ -46,9 +76,16 @@ def add_image_flags(parser: argparse.ArgumentParser, *, device: bool = True) -> 
     network runs there too).
     """
     g = parser.add_argument_group("image inputs")
-    g.add_argument("--batch-size", type=int, default=50, help="images per batch (default 50)")
+    g.add_argument(
+        "--batch-size", type=positive_int, default=50, help="images per batch (default 50)"
+    )
     if device:
-        g.add_argument("--device", default=None, help="torch device (default: cuda if available)")
+        g.add_argument(
+            "--device",
+            type=device_type,
+            default=None,
+            help="torch device (default: cuda if available)",
+        )
     g.add_argument(
         "--dims",
         type=int,

@@ -46,7 +46,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--max-samples", type=int, default=None, help="use at most N samples")
     p.add_argument("--min-samples", type=int, default=None, help="no adaptive check before N")
-    p.add_argument("--batch-size", type=int, default=500, help="rows per batch (default 500)")
+    p.add_argument(
+        "--batch-size", type=_common.positive_int, default=500, help="rows per batch (default 500)"
+    )
     p.add_argument("--orders", type=int, default=3, help="random group orders (default 3)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _common.add_seed_flag(p)

@@ -23,7 +23,11 @@ def open_array(path: str | os.PathLike[str]) -> np.ndarray:
                         f"{p}: expected one array in the .npz, found keys {data.files}"
                     )
                 return data[data.files[0]]
-        return np.load(p, mmap_mode="r", allow_pickle=False)
+        arr = np.load(p, mmap_mode="r", allow_pickle=False)
+        if not isinstance(arr, np.ndarray):
+            arr.close()
+            raise FidevalError(f"{p}: a .npz archive under a .npy name; rename it to .npz")
+        return arr
     except FidevalError:
         raise
     except (ValueError, OSError, EOFError) as exc:

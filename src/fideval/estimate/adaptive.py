@@ -140,8 +140,9 @@ class AdaptiveEstimator:
         if self._bar is not None:
             self._bar.update(count)
         if self.n >= self.max_samples:
-            self._check()
-            self._stop("max_samples reached")
+            self._check()  # may stop with "tolerance reached" first
+            if not self.done:
+                self._stop("max_samples reached")
         elif self.n >= self.next_check:
             self._check()
         return self.done

@@ -105,6 +105,30 @@ def save_stats(
     return target
 
 
+def _real(data: Any, key: str, path: str, ndim: int | None = None) -> np.ndarray:
+    """A real-valued array key as float64 (complex, strings, objects: an error)."""
+    arr = np.asarray(_key(data, key, path))
+    if arr.dtype.kind not in "fiu":
+        raise FidevalError(
+            f"{path}: key {key!r} has dtype {arr.dtype}; expected real numbers"
+            + (" (complex values are not silently truncated)" if arr.dtype.kind == "c" else "")
+        )
+    if ndim is not None and arr.ndim != ndim:
+        raise FidevalError(f"{path}: key {key!r} has shape {arr.shape}; expected {ndim}-D")
+    return arr.astype(np.float64)
+
+
+def _count(data: Any, key: str, path: str) -> int:
+    """A sample count: a 0-d non-negative integer."""
+    arr = np.asarray(_key(data, key, path))
+    if arr.ndim != 0 or arr.dtype.kind not in "iu" or int(arr) < 0:
+        raise FidevalError(
+            f"{path}: key {key!r} is {arr.dtype} with shape {arr.shape}; expected a "
+            f"non-negative integer sample count"
+        )
+    return int(arr)
+
+
 def _key(data: Any, key: str, path: str) -> np.ndarray:
     try:
         return data[key]
@@ -139,16 +163,20 @@ def load_stats(path: str | os.PathLike[str]) -> StatsRecord:
                     f"(denoising-diffusion-pytorch)"
                 )
             mean_key, cov_key, layout = found[0]
-            mu = np.asarray(_key(data, mean_key, p), dtype=np.float64)
-            sigma = np.asarray(_key(data, cov_key, p), dtype=np.float64)
-            n = int(_key(data, "n", p)) if "n" in keys else None
+            mu = _real(data, mean_key, p)
+            sigma = _real(data, cov_key, p)
+            n = _count(data, "n", p) if "n" in keys else None
             meta: dict[str, Any] = {}
             if "meta" in keys:
                 try:
                     meta = json.loads(str(_key(data, "meta", p)))
                 except json.JSONDecodeError as exc:
                     raise FidevalError(f"{p}: key 'meta' is not valid JSON ({exc})") from exc
-            groups = _read_groups(data, keys, p) if "group_n" in keys else None
+                if not isinstance(meta, dict):
+                    raise FidevalError(
+                        f"{p}: key 'meta' holds JSON {type(meta).__name__}; expected an object"
+                    )
+            groups = _read_groups(data, keys, p, mu.shape[0]) if "group_n" in keys else None
         except (zipfile.BadZipFile, EOFError, OSError) as exc:
             raise FidevalError(f"{p}: corrupt .npz (truncated archive member: {exc})") from exc
     if "meta" in keys:
@@ -166,16 +194,21 @@ def validate_moments(mu: np.ndarray, sigma: np.ndarray, path: str, mk: str, ck: 
     )
 
 
-def _read_groups(data: Any, keys: set[str], path: str) -> GroupedStats:
+def _read_groups(data: Any, keys: set[str], path: str, d: int) -> GroupedStats:
     for key in ("group_n", "group_mu", "group_m2"):
         if key not in keys:
             raise FidevalError(f"{path}: grouped statistics incomplete, key {key!r} missing")
-    gn = _key(data, "group_n", path)
-    gmu = np.asarray(_key(data, "group_mu", path), dtype=np.float64)
-    gm2 = np.asarray(_key(data, "group_m2", path), dtype=np.float64)
+    gn = np.asarray(_key(data, "group_n", path))
+    gmu = _real(data, "group_mu", path, ndim=2)
+    gm2 = _real(data, "group_m2", path, ndim=3)
+    if gn.ndim != 1 or gn.dtype.kind not in "iu" or (gn < 0).any():
+        raise FidevalError(f"{path}: key 'group_n' must be a 1-D array of sample counts")
     k = int(gn.shape[0])
-    if gmu.shape[0] != k or gm2.shape[0] != k:
-        raise FidevalError(f"{path}: grouped statistics have inconsistent group counts")
+    if gmu.shape != (k, d) or gm2.shape != (k, d, d):
+        raise FidevalError(
+            f"{path}: grouped statistics have shapes group_mu {gmu.shape}, group_m2 "
+            f"{gm2.shape} for {k} groups; expected ({k}, {d}) and ({k}, {d}, {d})"
+        )
     out = GroupedStats(k, dim=int(gmu.shape[1]))
     for g in range(k):
         out.groups[g] = GaussianStats.from_state_dict(
