@@ -249,8 +249,9 @@ class FIDEvaluator:
         if not self._probed:
             self.probe()
         plan = self.schedule.plan(self._clock(step))
-        # Ranks time things differently; rank 0's decision is everyone's (no deadlock).
-        plan = dist_.broadcast_object(plan)
+        if not self.schedule.step_only:
+            # Ranks time things differently; rank 0's decision is everyone's (no deadlock).
+            plan = dist_.broadcast_object(plan)
         record = None
         if plan is not None:
             record = self.evaluate(step, plan=plan)

@@ -41,8 +41,8 @@ def isolated_rng(seed: int | None) -> Iterator[None]:
     """Run the block with its own seeded RNG streams; restore the caller's afterwards."""
     py_state = random.getstate()
     np_state = np.random.get_state()  # noqa: NPY002 - the global stream training uses
-    cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
-    devices = list(range(torch.cuda.device_count())) if cuda else []
+    # Every CUDA device's generator is saved too: torch.manual_seed below seeds them all.
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=devices, enabled=True):
         if seed is not None:
             random.seed(seed)

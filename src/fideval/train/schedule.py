@@ -33,6 +33,10 @@ class Clock:
 
 
 class Schedule:
+    #: True when :meth:`plan` depends on the step alone (same answer on every rank);
+    #: otherwise the evaluator broadcasts rank 0's plan so that ranks never diverge.
+    step_only: bool = False
+
     def plan(self, clock: Clock) -> Plan | None:  # pragma: no cover - interface
         raise NotImplementedError
 
@@ -46,6 +50,8 @@ class EveryNSteps(Schedule):
 
     ``mode="full"`` is denoising-diffusion-pytorch's protocol (``n=50_000`` every 1000).
     """
+
+    step_only = True
 
     every: int
     n: int = 5_000
@@ -73,6 +79,8 @@ class Staged(Schedule):
     """Off before ``start``; adaptive (±``tolerance``, ≤ ``max_samples``) every ``every``
     steps until ``full_from``; the full protocol (``full_n``) every ``every`` steps from
     then on (set ``full_from`` to the last step for "the full protocol at the end")."""
+
+    step_only = True
 
     start: int
     full_from: int
