@@ -108,7 +108,7 @@ def test_from_moments_round_trip(rng):
 @pytest.mark.parametrize("k", [1, 3, 7])
 def test_grouped_recombine_to_ungrouped(rng, k):
     x = rng.standard_normal((203, 6)) * 2 + 1
-    g = GroupedStats(k, block_rows=16)
+    g = GroupedStats(k)
     plain = GaussianStats()
     for chunk in np.array_split(x, 9):
         g.update(chunk)

@@ -163,7 +163,8 @@ def test_budget_evaluator_stays_within_fraction(real, tmp_path):
         ev.step(s)
     assert ev.records, "the budget should allow some evaluations"
     # Overshoot is at most one evaluation's cost above the budget line.
-    worst = max(r.seconds for r in ev.records)
+    # Overshoot is at most one evaluation's (or the timing probe's) cost.
+    worst = max([r.seconds for r in ev.records] + [ev.probe_seconds])
     assert ev.eval_seconds <= 0.2 * ev.train_seconds + worst + 1e-6
 
 

@@ -66,8 +66,9 @@ def _to_batch(batch: ArrayLike, device: torch.device | None) -> torch.Tensor:
 class GaussianStats:
     """Streaming mean and covariance of feature vectors, float64, O(d²) memory.
 
-    State: n, a fixed shift c (the first batch's mean), S1 = Σ(x − c) and
-    S2 = Σ(x − c)(x − c)ᵀ, accumulated in float64 with one in-place GEMM per batch.
+    State: n, a fixed shift c (the mean of the first buffered rows), S1 = Σ(x − c) and
+    S2 = Σ(x − c)(x − c)ᵀ, accumulated in float64 with one in-place GEMM per
+    ``BUFFER_ROWS`` rows.
     Then μ = c + S1/n and M2 = S2 − S1 S1ᵀ/n; since c is within a few standard errors
     of μ, the subtraction loses nothing, and a large mean relative to the spread costs
     no precision (DESIGN.md §2). Two accumulators merge exactly by re-expressing one
@@ -132,11 +133,13 @@ class GaussianStats:
         self.batches += 1
         if b == 0:
             return
-        if self._shift is None:
-            self._init_state(t.mean(dim=0))
-        assert self._shift is not None
-        # Shifted copy (never in place: t may share memory with the caller's array).
-        self._pending.append(t - self._shift)
+        if self.dim is None:
+            self.dim = d
+        if self.device is None:
+            self.device = t.device
+        # Copies, never views: t may share memory with the caller's (reused) array. Until
+        # the first flush fixes the shift (the mean of the first buffer), rows stay raw.
+        self._pending.append(t.clone() if self._shift is None else t - self._shift)
         self._pending_rows += b
         self.n += b
         if self._pending_rows >= self.BUFFER_ROWS:
@@ -147,9 +150,12 @@ class GaussianStats:
         """Accumulate the buffered rows: S1 += Σ(x−c), S2 += (X−c)ᵀ(X−c) (one GEMM)."""
         if not self._pending:
             return
-        assert self._s1 is not None and self._s2 is not None
         t = self._pending[0] if len(self._pending) == 1 else torch.cat(self._pending)
         self._pending, self._pending_rows = [], 0
+        if self._shift is None:
+            self._init_state(t.mean(dim=0))
+            t = t - self._shift
+        assert self._s1 is not None and self._s2 is not None
         self._s1 += t.sum(dim=0)
         self._s2.addmm_(t.mT, t)
 
@@ -280,12 +286,12 @@ class GroupedStats:
     """Statistics of K disjoint groups of one stream; row i goes to group i mod K.
 
     The total is the exact merge of the groups. Rows are buffered per group and
-    accumulated in blocks (``block_rows``), so K groups cost about as much as one.
+    accumulated by each group's own buffer (``GaussianStats.BUFFER_ROWS``), so K groups
+    cost about as much as one.
 
     Args:
         groups: number of groups K ≥ 1.
         dim: feature dimension (inferred when None).
-        block_rows: rows buffered per group before they are accumulated.
         offset: global index of this stream's first row (a shard of a larger stream:
             row i goes to group (offset + i) mod K, so shards merge into the groups a
             single process would have built).
@@ -296,16 +302,12 @@ class GroupedStats:
         groups: int,
         dim: int | None = None,
         device: torch.device | str | None = None,
-        block_rows: int = 256,
         offset: int = 0,
     ) -> None:
         if groups < 1:
             raise FidevalError(f"groups must be ≥ 1, got {groups}")
         self.k = int(groups)
-        self.block_rows = int(block_rows)
         self.groups = [GaussianStats(dim, device) for _ in range(self.k)]
-        self._buffers: list[list[torch.Tensor]] = [[] for _ in range(self.k)]
-        self._buffered = [0] * self.k
         self.n = 0
         self.batches = 0
         self.dim = dim
@@ -329,35 +331,18 @@ class GroupedStats:
         self.dim = int(t.shape[1])
         self.batches += 1
         for g in range(self.k):
-            # Rows j with (offset + n + j) mod K == g.
-            start = (g - self.offset - self.n) % self.k
-            # A copy: the caller may refill its buffer before this group is flushed.
-            part = t[start :: self.k].clone()
+            # Rows j with (offset + n + j) mod K == g; the group copies them (shifted).
+            part = t[(g - self.offset - self.n) % self.k :: self.k]
             if part.shape[0]:
-                self._buffers[g].append(part)
-                self._buffered[g] += part.shape[0]
-                if self._buffered[g] >= self.block_rows:
-                    self._flush(g)
+                self.groups[g].update(part)
         self.n += int(t.shape[0])
 
-    def _flush(self, g: int) -> None:
-        if self._buffered[g]:
-            self.groups[g].update(torch.cat(self._buffers[g]))
-            self._buffers[g] = []
-            self._buffered[g] = 0
-
-    def flush(self) -> None:
-        for g in range(self.k):
-            self._flush(g)
-
     def group(self, g: int) -> GaussianStats:
-        """Statistics of group g (flushed)."""
-        self._flush(g)
+        """Statistics of group g."""
         return self.groups[g]
 
     def merged(self, indices: Iterable[int] | None = None) -> GaussianStats:
         """Exact merge of the chosen groups (all by default)."""
-        self.flush()
         out = GaussianStats(self.dim)
         for g in range(self.k) if indices is None else indices:
             out.merge(self.groups[g])
@@ -368,15 +353,12 @@ class GroupedStats:
         return self.merged()
 
     def sizes(self) -> list[int]:
-        self.flush()
         return [s.n for s in self.groups]
 
     def merge(self, other: GroupedStats) -> GroupedStats:
         """Merge another stream's grouped statistics, group by group (same K)."""
         if other.k != self.k:
             raise FidevalError(f"cannot merge {other.k} groups into {self.k} groups")
-        self.flush()
-        other.flush()
         for mine, theirs in zip(self.groups, other.groups, strict=True):
             mine.merge(theirs)
         self.n += other.n
@@ -385,13 +367,11 @@ class GroupedStats:
         return self
 
     def state_dict(self) -> dict[str, Any]:
-        self.flush()
         return {
             "k": self.k,
             "n": self.n,
             "offset": self.offset,
             "batches": self.batches,
-            "block_rows": self.block_rows,
             "groups": [g.state_dict() for g in self.groups],
         }
 
@@ -399,7 +379,6 @@ class GroupedStats:
     def from_state_dict(cls, state: dict[str, Any]) -> GroupedStats:
         out = cls(
             int(state["k"]),
-            block_rows=int(state.get("block_rows", 256)),
             offset=int(state.get("offset", 0)),
         )
         out.groups = [GaussianStats.from_state_dict(s) for s in state["groups"]]

@@ -156,6 +156,7 @@ class FIDEvaluator:
         self._last_eval_step: int | None = None
         self._probed = False
         self._train_steps = 0
+        self.probe_seconds = 0.0
 
     # ------------------------------------------------------------------ reference
     @property
@@ -202,6 +203,7 @@ class FIDEvaluator:
             images = check_images(self._draw(self.batch_size), 0, self.batch_size)
             self.extractor(images)
         spent = time.perf_counter() - t0
+        self.probe_seconds = spent
         self.eval_seconds += spent
         self.seconds_per_sample = spent / self.batch_size
         self._probed = True
