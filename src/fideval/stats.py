@@ -89,7 +89,7 @@ class GaussianStats:
 
     #: Rows gathered before one GEMM: small batches (e.g. 50 images) would otherwise make
     #: every update a memory-bound pass over the d×d accumulator.
-    BUFFER_ROWS = 512
+    BUFFER_ROWS = 1024
 
     def __init__(self, dim: int | None = None, device: torch.device | str | None = None) -> None:
         self.dim = dim
