@@ -26,6 +26,30 @@ def load_example():
     return mod
 
 
+def example_args(data, results, *, samples: int) -> list[str]:
+    """The example's flags for a tiny offline run on 8×8 digits (2 steps, 1 evaluation)."""
+    return [
+        "--data",
+        str(data),
+        "--steps",
+        "2",
+        "--every",
+        "2",
+        "--results",
+        str(results),
+        "--image-size",
+        "8",
+        "--channels",
+        "1",
+        "--extractor",
+        "digits",
+        "--samples",
+        str(samples),
+        "--sampling-steps",
+        "2",
+    ]
+
+
 @pytest.fixture
 def digit_folder(tmp_path):
     from PIL import Image
@@ -40,28 +64,7 @@ def digit_folder(tmp_path):
 
 def test_trainer_with_fideval_scorer(digit_folder, tmp_path):
     results = tmp_path / "results"
-    load_example().main(
-        [
-            "--data",
-            str(digit_folder),
-            "--steps",
-            "2",
-            "--every",
-            "2",
-            "--results",
-            str(results),
-            "--image-size",
-            "8",
-            "--channels",
-            "1",
-            "--extractor",
-            "digits",
-            "--samples",
-            "100",
-            "--sampling-steps",
-            "2",
-        ]
-    )
+    load_example().main(example_args(digit_folder, results, samples=100))
     rows = [json.loads(line) for line in (results / "fid.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [2]
     r = rows[0]
@@ -110,24 +113,7 @@ def test_trainer_under_accelerate_two_processes(digit_folder, tmp_path):
         "--main_process_port",
         "29521",
         str(ROOT / "examples" / "denoising_diffusion_pytorch_trainer.py"),
-        "--data",
-        str(digit_folder),
-        "--steps",
-        "2",
-        "--every",
-        "2",
-        "--results",
-        str(results),
-        "--image-size",
-        "8",
-        "--channels",
-        "1",
-        "--extractor",
-        "digits",
-        "--samples",
-        "150",
-        "--sampling-steps",
-        "2",
+        *example_args(digit_folder, results, samples=150),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, check=False)
