@@ -119,31 +119,40 @@ def test_evaluator_identical_records_on_both_ranks(tmp_path):
     assert [json.loads(line)["step"] for line in lines] == [2, 4, 6]
 
 
-def test_torchrun_stats_equals_single_process(tmp_path):
+def run_fideval(args: list[str], *, nproc: int = 1, port: int = 29517):
+    """``python -m fideval ARGS``, under torchrun with ``nproc`` processes when > 1."""
     import subprocess
     import sys
 
+    launcher = [sys.executable, "-m", "fideval"]
+    if nproc > 1:
+        launcher = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            str(nproc),
+            "--master_port",
+            str(port),
+            "-m",
+            "fideval",
+        ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(
+        [*launcher, *args], capture_output=True, text=True, env=env, timeout=300, check=False
+    )
+    assert r.returncode == 0, r.stderr
+    return r
+
+
+def test_torchrun_stats_equals_single_process(tmp_path):
     x = W.data(n=1001, d=6)
     np.save(tmp_path / "f.npy", x)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        "29517",
-        "-m",
-        "fideval",
-        "stats",
-        str(tmp_path / "f.npy"),
-        "-o",
-        str(tmp_path / "dist.npz"),
-        "--no-progress",
-    ]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, check=False)
-    assert r.returncode == 0, r.stderr
+    r = run_fideval(
+        ["stats", str(tmp_path / "f.npy"), "-o", str(tmp_path / "dist.npz"), "--no-progress"],
+        nproc=2,
+        port=29517,
+    )
     assert r.stdout.count("wrote") == 1  # only rank 0 writes and prints
     from fideval.io.statsfile import load_stats
 
@@ -153,8 +162,6 @@ def test_torchrun_stats_equals_single_process(tmp_path):
 
 
 def test_torchrun_image_folder_stats_equal_single_process(tmp_path):
-    import subprocess
-    import sys
 
     import torch
     from PIL import Image
@@ -181,38 +188,8 @@ def test_torchrun_image_folder_stats_equal_single_process(tmp_path):
         "--device",
         "cpu",
     ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    single = subprocess.run(
-        [sys.executable, "-m", "fideval", *common, "-o", str(tmp_path / "s.npz")],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        check=False,
-    )
-    assert single.returncode == 0, single.stderr
-    multi = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            "2",
-            "--master_port",
-            "29518",
-            "-m",
-            "fideval",
-            *common,
-            "-o",
-            str(tmp_path / "d.npz"),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        check=False,
-    )
-    assert multi.returncode == 0, multi.stderr
+    run_fideval([*common, "-o", str(tmp_path / "s.npz")])
+    run_fideval([*common, "-o", str(tmp_path / "d.npz")], nproc=2, port=29518)
     from fideval.io.statsfile import load_stats
 
     a, b = load_stats(tmp_path / "s.npz"), load_stats(tmp_path / "d.npz")
