@@ -73,14 +73,22 @@ def task_error() -> dict:
 
 
 class Ext(torch.nn.Module):
-    """A fixed random projection of 4×4 images to 5-d features."""
+    """A nonlinear map of 4×4 images to 5-d features that is exact by construction.
+
+    Pixels are rounded to sixteenths and projected with small integer weights, so every
+    product and partial sum is an integer below 2**24: float32 represents them exactly
+    and the result does not depend on how rows are batched or which kernel the CPU runs.
+    (A float32 GEMM does: its summation order changes with the batch shape.)
+    """
 
     def __init__(self) -> None:
         super().__init__()
-        self.w = torch.randn(16, 5, generator=torch.Generator().manual_seed(0))
+        g = torch.Generator().manual_seed(0)
+        self.w = torch.randint(-3, 4, (16, 5), generator=g).float()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(x.flatten(1) @ self.w)
+        h = torch.round(x.flatten(1) * 16) @ self.w
+        return h + 0.125 * h.abs()
 
     def provenance(self) -> dict:
         return {"extractor": "t", "weights_sha256": "0", "dims": 5, "profile": "unit"}
