@@ -269,3 +269,34 @@ def test_cli_fid_two_folders(folder, tmp_path, weights, capsys):
         "--json",
     )
     assert code == 0 and json.loads(out)["n_a"] == 5
+
+
+def test_netpbm_pgm_and_ppm_folders_read_like_png_copies(tmp_path):
+    """.pgm (grayscale) and .ppm (RGB), any case, are read as pytorch-fid reads them.
+
+    Netpbm is lossless, so each file must decode to the very pixels of a PNG copy of
+    the same image, and the folder's batches must equal those of the PNG folder.
+    """
+    pnm, png = tmp_path / "pnm", tmp_path / "png"
+    pnm.mkdir()
+    png.mkdir()
+    images = {
+        "a_gray.pgm": _rgb(10, 11, 13)[..., 0],  # mode 'L'
+        "b_rgb.ppm": _rgb(11, 14, 9),  # mode 'RGB'
+        "c_upper.PPM": _rgb(12, 8, 8),
+        "d_upper.PGM": _rgb(13, 9, 10)[..., 1],
+    }
+    for name, arr in images.items():
+        Image.fromarray(arr).save(pnm / name, format="PPM")  # PIL writes P5 / P6 by mode
+        Image.fromarray(arr).save(png / (name.rsplit(".", 1)[0] + ".png"))
+    listed = [p.name for p in list_image_files(pnm)]
+    assert listed == sorted(images)
+    for name, arr in images.items():
+        got = load_image_file(pnm / name)
+        rgb = np.repeat(arr[..., None], 3, axis=-1) if arr.ndim == 2 else arr
+        assert got.dtype == np.uint8 and np.array_equal(got, rgb), name
+        assert np.array_equal(got, load_image_file(png / (name.rsplit(".", 1)[0] + ".png")))
+    a = torch.cat(list(iter_image_batches(pnm, batch_size=3, num_workers=0)))
+    b = torch.cat(list(iter_image_batches(png, batch_size=3, num_workers=0)))
+    assert a.shape == (4, 3, 299, 299)
+    assert torch.equal(a, b)

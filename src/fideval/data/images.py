@@ -38,7 +38,11 @@ from .. import distributed as dist_
 from ..errors import FidevalError
 from ..features.preprocess import DEFAULT_PROFILE, get_profile, preprocess_batch, preprocess_image
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
+#: Image file suffixes read from folders (matched case-insensitively): pytorch-fid's
+#: IMAGE_EXTENSIONS (bmp, jpg, jpeg, pgm, png, ppm, tif, tiff, webp), all decoded by PIL.
+IMAGE_EXTENSIONS = frozenset(
+    {".bmp", ".jpg", ".jpeg", ".pgm", ".png", ".ppm", ".tif", ".tiff", ".webp"}
+)
 ARRAY_EXTENSIONS = frozenset({".npy", ".npz"})
 NPZ_IMAGE_KEYS = ("arr_0", "images", "image", "samples", "x")
 
