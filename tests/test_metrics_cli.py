@@ -153,3 +153,43 @@ def test_image_inputs_for_is_and_kid(tmp_path, capsys):
     )
     out = _json.loads(capsys.readouterr().out)
     assert "kid" in out
+
+
+@pytest.mark.parametrize(
+    "flags, param, shown",
+    [
+        (["--degree", "2.5"], "degree", "2.5"),
+        (["--degree", "0"], "degree", "0"),
+        (["--gamma", "0"], "gamma", "0"),
+        (["--gamma", "-1"], "gamma", "-1"),
+        (["--coef0", "-0.5"], "coef0", "-0.5"),
+    ],
+)
+def test_kid_invalid_kernel_is_one_line_exit_2(files, capsys, flags, param, shown):
+    status = main(["kid", files["a"], files["b"], "--subsets", "2", "--subset-size", "40", *flags])
+    assert status == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("fideval kid: error: KID kernel ")
+    assert f"{param} must be" in lines[0] and lines[0].endswith(f"got {shown}")
+
+
+def test_kid_kernel_flags_are_used_and_recorded(files, capsys):
+    base = ["kid", files["a"], files["b"], "--full"]
+    default = run_json(capsys, base)
+    assert default["kernel"] == {"degree": 3, "gamma": 1 / 8, "coef0": 1.0}
+    explicit = run_json(capsys, [*base, "--degree", "3", "--gamma", "0.125", "--coef0", "1"])
+    assert explicit == default
+    linear = run_json(capsys, [*base, "--degree", "1", "--gamma", "1", "--coef0", "0"])
+    # degree 1, γ = 1, c = 0: the unbiased MMD² of the linear kernel is ‖x̄ − ȳ‖² minus
+    # the diagonal corrections; compare with the closed form of the U-statistic.
+    a, b = np.load(files["a"]).astype(np.float64), np.load(files["b"]).astype(np.float64)
+    m, n = len(a), len(b)
+    sa, sb = a.sum(0), b.sum(0)
+    uxx = (sa @ sa - (a * a).sum()) / (m * (m - 1))
+    uyy = (sb @ sb - (b * b).sum()) / (n * (n - 1))
+    want = uxx + uyy - 2 * (sa @ sb) / (m * n)
+    assert linear["kid"] == pytest.approx(want, rel=1e-10)
+    assert linear["kernel"] == {"degree": 1, "gamma": 1.0, "coef0": 0.0}

@@ -128,3 +128,57 @@ def test_errors(sets):
         kid(x[0], y)
     with pytest.raises(FidevalError, match="subsets=1"):
         kid(x, y, subsets=3, subset_size=None)
+
+
+def naive_mmd2_kernel(x: np.ndarray, y: np.ndarray, degree, gamma, coef0) -> float:
+    def k(a, b):
+        return (gamma * (a @ b.T) + coef0) ** degree
+
+    kxx, kyy, kxy = k(x, x), k(y, y), k(x, y)
+    m, n = len(x), len(y)
+    return (
+        (kxx.sum() - np.trace(kxx)) / (m * (m - 1))
+        + (kyy.sum() - np.trace(kyy)) / (n * (n - 1))
+        - 2 * kxy.sum() / (m * n)
+    )
+
+
+@pytest.mark.parametrize(
+    "kernel, param, shown, expected",
+    [
+        ({"degree": 2.5}, "degree", "2.5", "whole number ≥ 1"),
+        ({"degree": 0}, "degree", "0", "whole number ≥ 1"),
+        ({"degree": -3}, "degree", "-3", "whole number ≥ 1"),
+        ({"degree": float("nan")}, "degree", "nan", "whole number ≥ 1"),
+        ({"degree": True}, "degree", "True", "whole number ≥ 1"),
+        ({"gamma": 0.0}, "gamma", "0.0", "> 0"),
+        ({"gamma": -0.5}, "gamma", "-0.5", "> 0"),
+        ({"gamma": float("inf")}, "gamma", "inf", "> 0"),
+        ({"coef0": -1.0}, "coef0", "-1.0", "≥ 0"),
+        ({"coef0": float("nan")}, "coef0", "nan", "≥ 0"),
+    ],
+)
+def test_invalid_kernels_are_rejected(sets, kernel, param, shown, expected):
+    """A kernel that is not positive semidefinite (or NaN, for p = 2.5) is an error
+    naming the parameter, the value given and what is expected, in kid() and in
+    mmd2_unbiased() alike."""
+    x, y = sets
+    pattern = rf"{param} must be .*{expected}.*got {shown}"
+    with pytest.raises(FidevalError, match=pattern):
+        kid(x, y, subsets=2, subset_size=50, **kernel)
+    with pytest.raises(FidevalError, match=pattern):
+        mmd2_unbiased(torch.from_numpy(x), torch.from_numpy(y), **kernel)
+
+
+def test_valid_kernel_settings_match_naive(sets):
+    """Whole-valued floats (3.0) are degree 3; other valid kernels match the naive sum."""
+    x, y = sets
+    x, y = x[:120], y[:100]
+    for degree, gamma, coef0 in ((3.0, None, 1.0), (1, 0.3, 0.0), (2, 0.05, 2.5)):
+        g = 1.0 / x.shape[1] if gamma is None else gamma
+        got = kid(x, y, subsets=1, subset_size=None, degree=degree, gamma=gamma, coef0=coef0)
+        want = naive_mmd2_kernel(x, y, int(degree), g, coef0)
+        assert got.value == pytest.approx(want, rel=1e-10, abs=1e-14)
+    assert kid(x, y, subsets=1, subset_size=None, degree=np.int64(3)).value == pytest.approx(
+        naive_mmd2_unbiased(x, y), rel=1e-12
+    )

@@ -5,6 +5,10 @@ between two feature sets under the cubic polynomial kernel
 
     k(x, y) = (γ · xᵀy + c)^p,   γ = 1/d, c = 1, p = 3 by default.
 
+The kernel must be positive semidefinite: p a whole number ≥ 1, γ > 0, c ≥ 0.
+Other values (p = 2.5 gives NaN on negative bases, p ≤ 0, γ ≤ 0, c < 0) are
+rejected with a :class:`~fideval.errors.FidevalError` naming the parameter.
+
 For samples X (size m) and Y (size n) the unbiased estimator (a U-statistic) is
 
     MMD²_u = Σ_{i≠j} k(x_i, x_j) / (m(m−1)) + Σ_{i≠j} k(y_i, y_j) / (n(n−1))
@@ -23,6 +27,8 @@ Kernel sums are accumulated in float64 over row strips, so the full-set value
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +57,51 @@ class KIDResult:
             "subsets": self.subsets,
             "subset_size": [self.subset_size_x, self.subset_size_y],
         }
+
+
+def check_kernel(degree: Any, gamma: Any, coef0: Any) -> tuple[int, float | None, float]:
+    """Validate the polynomial kernel (γ·xᵀy + c)^p; return ``(p, γ, c)`` normalised.
+
+    The kernel must be positive semidefinite for MMD² to be a (squared) distance:
+    ``degree`` p a whole number ≥ 1 (``3`` or ``3.0``; a fractional power of a
+    negative base is NaN), ``gamma`` γ finite and > 0 (``None``: 1/d, chosen later),
+    ``coef0`` c finite and ≥ 0. Anything else raises :class:`FidevalError` naming the
+    parameter, the value given and what is expected.
+    """
+    if (
+        isinstance(degree, bool)
+        or not isinstance(degree, numbers.Real)
+        or not math.isfinite(float(degree))
+        or float(degree) != int(float(degree))
+        or float(degree) < 1
+    ):
+        raise FidevalError(
+            f"KID kernel degree must be a whole number ≥ 1 (the polynomial kernel "
+            f"(γ·xᵀy + c)^degree), got {degree!r}"
+        )
+    p = int(float(degree))
+    g: float | None = None
+    if gamma is not None:
+        if (
+            isinstance(gamma, bool)
+            or not isinstance(gamma, numbers.Real)
+            or not math.isfinite(float(gamma))
+            or float(gamma) <= 0
+        ):
+            raise FidevalError(
+                f"KID kernel gamma must be a finite number > 0 (default 1/d), got {gamma!r}"
+            )
+        g = float(gamma)
+    if (
+        isinstance(coef0, bool)
+        or not isinstance(coef0, numbers.Real)
+        or not math.isfinite(float(coef0))
+        or float(coef0) < 0
+    ):
+        raise FidevalError(
+            f"KID kernel coef0 must be a finite number ≥ 0 (default 1), got {coef0!r}"
+        )
+    return p, g, float(coef0)
 
 
 def _kernel_sums(
@@ -91,9 +142,14 @@ def mmd2_unbiased(
     coef0: float = 1.0,
     block_bytes: int | None = None,
 ) -> float:
-    """Unbiased MMD² of two validated tensors under (γ xᵀy + c)^p (see module doc)."""
+    """Unbiased MMD² of two validated tensors under (γ xᵀy + c)^p (see module doc).
+
+    ``degree`` p (whole, ≥ 1), ``gamma`` γ (> 0, default 1/d) and ``coef0`` c (≥ 0)
+    are checked by :func:`check_kernel`. Units: those of the kernel values.
+    """
+    degree, gamma, coef0 = check_kernel(degree, gamma, coef0)
     m, n = x.shape[0], y.shape[0]
-    g = 1.0 / x.shape[1] if gamma is None else float(gamma)
+    g = 1.0 / x.shape[1] if gamma is None else gamma
     kw = {"gamma": g, "coef0": coef0, "degree": degree, "block_bytes": block_bytes}
     sxx, dxx = _kernel_sums(x, x, same=True, **kw)
     syy, dyy = _kernel_sums(y, y, same=True, **kw)
@@ -124,8 +180,13 @@ def kid(
     (then ``subsets`` must be 1): the deterministic full-set MMD²_u. A subset
     size equal to a set's size also uses that set whole, in its given order.
 
+    Kernel (γ·xᵀy + c)^p: ``degree`` p a whole number ≥ 1, ``gamma`` γ > 0
+    (``None``: 1/d), ``coef0`` c ≥ 0; other values raise :class:`FidevalError`
+    before any data is read (see :func:`check_kernel`).
+
     Returns a :class:`KIDResult`; ``std`` has ddof=0 (0 when ``subsets == 1``).
     """
+    degree, gamma, coef0 = check_kernel(degree, gamma, coef0)
     xs_src = RowSource(x, names[0], min_rows=2, dtype=dtype, device=device)
     ys_src = RowSource(y, names[1], min_rows=2, dtype=dtype, device=device)
     if xs_src.shape[1] != ys_src.shape[1]:
