@@ -9,7 +9,15 @@ in this order:
 2. the folder named by the environment variable ``FIDEVAL_WEIGHTS_DIR``;
 3. the user cache, ``$XDG_CACHE_HOME/fideval`` or ``~/.cache/fideval``;
 4. torch hub's checkpoint folder (``torch.hub.get_dir()/checkpoints``), where
-   pytorch-fid caches the same file.
+   pytorch-fid caches the same file;
+5. folders other tools keep the same file in, given per file with
+   ``extra_dirs=`` (none for the Inception file). The DINOv2 and CLIP extractors
+   add :func:`dnnlib_checkpoint_dir` (EDM2's torch hub folder,
+   ``$DNNLIB_CACHE_DIR/torch_hub/checkpoints`` or
+   ``~/.cache/dnnlib/torch_hub/checkpoints``), :func:`clip_cache_dir`
+   (``~/.cache/clip``, where OpenAI's ``clip.load`` keeps its archives) and
+   :func:`scenic_clip_cache_dir` (``~/.cache/scenic/clip``, where the original
+   CMMD keeps its ``.npy`` conversion).
 
 When none holds the file it is downloaded (unless offline: ``download=False``
 or ``FIDEVAL_OFFLINE=1``) into ``FIDEVAL_WEIGHTS_DIR`` or the user cache; its
@@ -18,6 +26,13 @@ passed explicitly with another hash is used, with a warning and its full hash
 in the provenance: its scores are not comparable with published FIDs. A file
 found by name in a cache folder with the wrong hash is an error (a corrupt or
 foreign file must not pass silently as the standard weights).
+
+Files whose published SHA-256 is not known (the DINOv2 checkpoints: Meta
+publishes no hash, and the name carries none) are resolved with
+``sha256_prefix=None``: nothing can be verified, so the file found by its name
+(or downloaded) is used as it is, ``official`` is ``None`` ("unknown") and its
+full SHA-256 is what the provenance records, so that two statistics made with
+different files are never compared.
 """
 
 from __future__ import annotations
@@ -26,6 +41,7 @@ import hashlib
 import os
 import urllib.request
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,8 +68,12 @@ class WeightsFile:
 
     path: Path
     sha256: str
-    official: bool
-    found_in: str  # "explicit", "FIDEVAL_WEIGHTS_DIR", "user cache", "torch hub", "download"
+    #: True: the hash matches the published one; False: it does not (an explicit
+    #: file); None: no published hash is known (``sha256_prefix=None``).
+    official: bool | None
+    #: "explicit", "FIDEVAL_WEIGHTS_DIR", "user cache", "torch hub", a label of
+    #: ``extra_dirs``, or "download".
+    found_in: str
 
 
 def user_cache_dir() -> Path:
@@ -67,14 +87,42 @@ def torch_hub_checkpoint_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def search_dirs() -> list[tuple[str, Path]]:
-    """The folders searched, in order, each with a label."""
+def _home_cache() -> Path:
+    return Path(os.path.expanduser("~")) / ".cache"
+
+
+def dnnlib_checkpoint_dir() -> Path:
+    """EDM2's torch hub checkpoints: ``$DNNLIB_CACHE_DIR/torch_hub/checkpoints``, else
+    ``~/.cache/dnnlib/torch_hub/checkpoints`` (where its DINOv2 file lands)."""
+    env = os.environ.get("DNNLIB_CACHE_DIR")
+    base = Path(env).expanduser() if env else _home_cache() / "dnnlib"
+    return base / "torch_hub" / "checkpoints"
+
+
+def clip_cache_dir() -> Path:
+    """``~/.cache/clip``: where OpenAI's ``clip.load`` keeps ``ViT-L-14-336px.pt``."""
+    return _home_cache() / "clip"
+
+
+def scenic_clip_cache_dir() -> Path:
+    """``~/.cache/scenic/clip``: where the original CMMD (scenic) keeps ``vit_l14_336px.npy``."""
+    return _home_cache() / "scenic" / "clip"
+
+
+def search_dirs(extra_dirs: Sequence[tuple[str, Path]] = ()) -> list[tuple[str, Path]]:
+    """The folders searched, in order, each with a label; ``extra_dirs`` come last."""
     dirs: list[tuple[str, Path]] = []
     env = os.environ.get(ENV_DIR)
     if env:
         dirs.append((ENV_DIR, Path(env).expanduser()))
     dirs.append(("user cache", user_cache_dir()))
     dirs.append(("torch hub", torch_hub_checkpoint_dir()))
+    seen = {p for _, p in dirs}
+    for label, folder in extra_dirs:
+        folder = Path(folder).expanduser()
+        if folder not in seen:
+            dirs.append((label, folder))
+            seen.add(folder)
     return dirs
 
 
@@ -99,12 +147,40 @@ def _offline() -> bool:
     return os.environ.get(ENV_OFFLINE, "").strip().lower() not in ("", "0", "false", "no")
 
 
-def _where_to_put(name: str) -> str:
-    dirs = "; ".join(f"{p} ({label})" for label, p in search_dirs())
+def _where_to_put(name: str, extra_dirs: Sequence[tuple[str, Path]] = ()) -> str:
+    dirs = "; ".join(f"{p} ({label})" for label, p in search_dirs(extra_dirs))
     return (
         f"download it by hand and put it in one of: {dirs}; "
         f"or set {ENV_DIR} to the folder holding it; or pass the file with --weights FILE"
     )
+
+
+def find_weights(
+    name: str,
+    *,
+    sha256_prefix: str | None = FID_WEIGHTS_SHA256_PREFIX,
+    extra_dirs: Sequence[tuple[str, Path]] = (),
+) -> WeightsFile | None:
+    """The file ``name`` in the first search folder holding it, or ``None`` (no download).
+
+    With a known ``sha256_prefix`` a file found by name with another hash is an
+    error; with ``sha256_prefix=None`` it is used as found (``official=None``).
+    """
+    for label, folder in search_dirs(extra_dirs):
+        candidate = folder / name
+        if candidate.is_file():
+            digest = sha256_file(candidate)
+            if sha256_prefix is None:
+                return WeightsFile(candidate, digest, None, label)
+            if not digest.startswith(sha256_prefix):
+                raise FidevalError(
+                    f"weights file {candidate} (found in the {label} folder) has SHA-256 "
+                    f"{digest}, but the standard {name} has {sha256_prefix}...: it is "
+                    "corrupt or another file. Delete it to download it again, or pass it "
+                    "with --weights FILE to use it anyway"
+                )
+            return WeightsFile(candidate, digest, True, label)
+    return None
 
 
 def resolve_weights(
@@ -112,65 +188,79 @@ def resolve_weights(
     *,
     name: str = FID_WEIGHTS_NAME,
     url: str = FID_WEIGHTS_URL,
-    sha256_prefix: str = FID_WEIGHTS_SHA256_PREFIX,
+    sha256_prefix: str | None = FID_WEIGHTS_SHA256_PREFIX,
     download: bool | None = None,
+    extra_dirs: Sequence[tuple[str, Path]] = (),
+    purpose: str = "FID",
 ) -> WeightsFile:
-    """Find the weights file (see the module doc for the order), downloading if allowed."""
+    """Find the weights file (see the module doc for the order), downloading if allowed.
+
+    ``sha256_prefix``: the start (or all) of the published SHA-256 of ``name``, or
+    ``None`` where none is published (then nothing is verified and the file's own
+    SHA-256 identifies it). ``extra_dirs``: ``(label, folder)`` pairs searched after
+    the standard folders. ``purpose`` names the scores in the warning about a file
+    with another hash (``"FID"``, ``"FD_DINOv2"``, ``"CMMD"``).
+    """
     if path is not None:
         p = Path(path).expanduser()
         if not p.is_file():
             raise FidevalError(f"weights file {p} does not exist (given explicitly)")
         digest = sha256_file(p)
-        official = digest.startswith(sha256_prefix)
-        if not official:
-            warnings.warn(
-                f"weights file {p} has SHA-256 {digest}, not the standard {name} "
-                f"(SHA-256 {sha256_prefix}...): scores made with it are not comparable "
-                "with published FID values",
-                UserWarning,
-                stacklevel=2,
-            )
+        official: bool | None = None
+        if sha256_prefix is not None:
+            official = digest.startswith(sha256_prefix)
+            if not official:
+                warnings.warn(
+                    f"weights file {p} has SHA-256 {digest}, not the standard {name} "
+                    f"(SHA-256 {sha256_prefix[:8]}...): scores made with it are not "
+                    f"comparable with published {purpose} values",
+                    UserWarning,
+                    stacklevel=2,
+                )
         return WeightsFile(p, digest, official, "explicit")
 
-    for label, folder in search_dirs():
-        candidate = folder / name
-        if candidate.is_file():
-            digest = sha256_file(candidate)
-            if not digest.startswith(sha256_prefix):
-                raise FidevalError(
-                    f"weights file {candidate} (found in the {label} folder) has SHA-256 "
-                    f"{digest}, but its name promises {sha256_prefix}...: it is corrupt or "
-                    "another file. Delete it to download it again, or pass it with "
-                    "--weights FILE to use it anyway"
-                )
-            return WeightsFile(candidate, digest, True, label)
+    found = find_weights(name, sha256_prefix=sha256_prefix, extra_dirs=extra_dirs)
+    if found is not None:
+        return found
 
     if download is None:
         download = not _offline()
     if not download:
         raise FidevalError(
             f"weights file {name} was not found and downloads are off "
-            f"({ENV_OFFLINE} or download=False); get it from {url} and {_where_to_put(name)}"
+            f"({ENV_OFFLINE} or download=False); get it from {url} and "
+            f"{_where_to_put(name, extra_dirs)}"
         )
     target_dir = Path(os.environ[ENV_DIR]).expanduser() if os.environ.get(ENV_DIR) else None
     target_dir = target_dir or user_cache_dir()
-    target = download_weights(url, target_dir / name, sha256_prefix=sha256_prefix)
-    return WeightsFile(target, sha256_file(target), True, "download")
+    target = download_weights(
+        url, target_dir / name, sha256_prefix=sha256_prefix, extra_dirs=extra_dirs
+    )
+    return WeightsFile(
+        target, sha256_file(target), None if sha256_prefix is None else True, "download"
+    )
 
 
 class _HashMismatch(Exception):
     pass
 
 
-def download_weights(url: str, target: str | Path, *, sha256_prefix: str) -> Path:
-    """Download ``url`` to ``target``, verifying the SHA-256 prefix; atomic."""
+def download_weights(
+    url: str,
+    target: str | Path,
+    *,
+    sha256_prefix: str | None,
+    extra_dirs: Sequence[tuple[str, Path]] = (),
+) -> Path:
+    """Download ``url`` to ``target``, verifying the SHA-256 prefix (if known); atomic."""
     target = Path(target)
+    where = _where_to_put(target.name, extra_dirs)
     try:
         response = _urlopen(url, timeout=DOWNLOAD_TIMEOUT_S)
     except Exception as exc:  # URLError, socket errors, SSL errors, timeouts
         raise FidevalError(
             f"weights file {target.name} is missing and could not be downloaded from {url} "
-            f"({exc}); {_where_to_put(target.name)}"
+            f"({exc}); {where}"
         ) from exc
     h = hashlib.sha256()
     try:
@@ -178,28 +268,95 @@ def download_weights(url: str, target: str | Path, *, sha256_prefix: str) -> Pat
             for chunk in iter(lambda: response.read(1 << 20), b""):
                 h.update(chunk)
                 out.write(chunk)
-            if not h.hexdigest().startswith(sha256_prefix):
+            if sha256_prefix is not None and not h.hexdigest().startswith(sha256_prefix):
                 raise _HashMismatch
     except _HashMismatch:
         raise FidevalError(
             f"download of {url} has SHA-256 {h.hexdigest()}, expected {sha256_prefix}...; "
-            f"nothing was written. {_where_to_put(target.name)}"
+            f"nothing was written. {where}"
         ) from None
     except OSError as exc:
-        raise FidevalError(
-            f"download of {url} to {target} failed ({exc}); {_where_to_put(target.name)}"
-        ) from exc
+        raise FidevalError(f"download of {url} to {target} failed ({exc}); {where}") from exc
     return target
 
 
+def _one_line(text: str, limit: int = 200) -> str:
+    """The first line of an exception text (whitespace collapsed, ANSI codes dropped)."""
+    line = next((ln for ln in str(text).splitlines() if ln.strip()), "")
+    line = " ".join(line.replace("\x1b[1m", "").replace("\x1b[0m", "").split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def is_torchscript_archive(path: str | Path) -> bool:
+    """Whether ``path`` is a TorchScript zip (it holds ``*/constants.pkl`` or ``*/code/``)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
+    return any(n.endswith("/constants.pkl") or "/code/" in n for n in names)
+
+
 def load_state_dict(path: str | Path) -> dict[str, Any]:
-    """``torch.load(path, weights_only=True)`` on the CPU, errors naming the file."""
+    """``torch.load(path, weights_only=True)`` on the CPU; every error is one line naming
+    the file (not a torch file, Python objects refused, a TorchScript archive, no dict)."""
+    import pickle
+
     import torch
 
     try:
         state = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        text = str(exc)
+        if "Weights only load failed" in text:
+            import re
+
+            m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+            what = f" (it needs {m.group(1)})" if m else ""
+            raise FidevalError(
+                f"weights file {path} holds Python objects other than tensors{what}; "
+                "fideval reads weights with torch.load(weights_only=True) and does not "
+                "unpickle arbitrary objects: save a plain state dict of tensors"
+            ) from None
+        raise FidevalError(
+            f"weights file {path} is not a PyTorch weights file ({_one_line(text)})"
+        ) from None
     except Exception as exc:
-        raise FidevalError(f"cannot load weights file {path}: {exc}") from exc
+        if is_torchscript_archive(path):
+            raise FidevalError(
+                f"weights file {path} is a TorchScript archive, not a state dict; "
+                "its tensors are read by the extractor that expects one (e.g. "
+                "clip-vitl14-336), never by running its code"
+            ) from None
+        kind = type(exc).__name__
+        raise FidevalError(
+            f"weights file {path} is not a PyTorch weights file "
+            f"(torch.load: {kind}: {_one_line(str(exc))})"
+        ) from None
     if not isinstance(state, dict):
         raise FidevalError(f"weights file {path} holds a {type(state).__name__}, not a state dict")
     return state
+
+
+def state_dict_sha256(state: Mapping[str, Any]) -> str:
+    """A SHA-256 identifying a state dict given in memory (no file to hash).
+
+    Hashes, for each key in sorted order: the key, the tensor's dtype, its shape
+    and its bytes (contiguous, on the CPU). It is not the hash of any file, so
+    statistics made from a dict never pass for ones made from the published file.
+    """
+    import torch
+
+    h = hashlib.sha256(b"fideval-state-dict-v1\0")
+    for key in sorted(state):
+        value = state[key]
+        if not isinstance(value, torch.Tensor):
+            raise FidevalError(
+                f"state dict entry {key!r} is a {type(value).__name__}, expected a tensor"
+            )
+        t = value.detach().to("cpu").contiguous()
+        h.update(f"{key}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
