@@ -8,18 +8,23 @@
 in the squared units of the features. ``tr((Σ1Σ2)^½)`` is the sum of the square roots of
 the eigenvalues of Σ1Σ2, which are real and non-negative for PSD Σ1, Σ2. fideval never
 forms the non-symmetric product (``scipy.linalg.sqrtm`` does, and returns complex
-round-off); it uses a symmetric PSD form instead:
+round-off). Two routes:
 
-* factor one covariance, Σ2 = F Fᵀ (Cholesky when positive definite; otherwise an
-  eigendecomposition with round-off eigenvalues clamped to zero and their mass reported);
-* then eig(Σ1Σ2) = eig(Fᵀ Σ1 F), a symmetric r×r matrix: eigenvalues only (``eigvalsh``).
-
-With raw features (N < d), the trace term is exact: with A = (X − μ)/√(n−1), Σ = AᵀA,
-so tr((Σ1Σ2)^½) = ‖A1 A2ᵀ‖_* (nuclear norm: sum of singular values).
+* **Features route** (:func:`frechet_from_features`, any N): with A = (X − μ)/√(n−1) and
+  R its QR triangle, tr((Σ1Σ2)^½) = ‖R1 R2ᵀ‖_*; the singular values are the square roots
+  themselves, so small eigenvalues of Σ1Σ2 keep their digits. Near-identical inputs use
+  the Procrustes residual, free of cancellation.
+* **Statistics route** (:func:`frechet_details`, :class:`FrechetReference`): factor
+  Σ2 = F Fᵀ (Cholesky when positive definite, else an eigendecomposition), then
+  eig(Σ1Σ2) = eig(Fᵀ Σ1 F), a symmetric r×r matrix (``eigvalsh``). With N known, a
+  covariance has rank ≤ N − 1: exactly the structural zero eigenvalues are removed and
+  every other one is kept. Tolerances follow a backward-error model (see "spectra"
+  below): eigenvalues of FᵀΣ1F are known to (d·eps + u1 + u2)·‖Σ1‖·‖Σ2‖, with u the
+  machine epsilon of each covariance's stored dtype.
 
 Everything runs in float64 on the input tensor's device (CPU for numpy input and for
 devices without float64, such as MPS). No ``+eps·I`` retry, no ``.real``, no silent
-fallback: every route taken and everything clamped is written in :class:`FrechetResult`.
+fallback: every route taken and everything removed is written in :class:`FrechetResult`.
 """
 
 from __future__ import annotations
@@ -36,20 +41,13 @@ from .errors import FidevalError, NonFiniteFeaturesError, NumericalError
 ArrayLike = np.ndarray | torch.Tensor
 
 _EPS64 = float(np.finfo(np.float64).eps)
-# Eigenvalues below CLAMP_FACTOR·d·eps·λmax are round-off: clamped to zero (and reported).
-CLAMP_FACTOR = 1.0
-# Negative eigenvalues beyond INDEFINITE_FACTOR·d·eps_in·λmax mean the input is not PSD.
+# A negative eigenvalue beyond INDEFINITE_FACTOR round-off units means the input is not PSD.
 INDEFINITE_FACTOR = 100.0
 # Relative asymmetry of a covariance beyond this is an error, not round-off.
 SYMMETRY_RTOL = 1e-6
-
-__all__ = [
-    "FrechetReference",
-    "FrechetResult",
-    "frechet_details",
-    "frechet_distance",
-    "frechet_from_features",
-]
+# Features route: when FD < CANCELLATION_RATIO·(tr Σ1 + tr Σ2 + ‖Δμ‖²), the difference
+# tr Σ1 + tr Σ2 − 2‖·‖_* cancels; the Procrustes residual is used instead.
+CANCELLATION_RATIO = 1e-4
 
 
 @dataclass(frozen=True)
@@ -64,11 +62,16 @@ class FrechetResult:
         dim: feature dimension d.
         n1, n2: sample counts behind each side, when known.
         method: the route taken (``cholesky-eigvalsh``, ``eigh-eigvalsh``,
-            ``features-nuclear``, ``features-factor-svd``).
-        rank1, rank2: numerical rank of each covariance where it was computed (else None).
-        clamped_eigenvalue_mass: sum of |λ| of the eigenvalues clamped to zero as
-            round-off (covariance and product eigenvalues, squared units).
-        clamped_fd_bound: upper bound on how much the clamping can have changed the value.
+            ``range-eigh-eigvalsh``, ``features-nuclear``, ``features-procrustes``,
+            ``features-factor-svd``).
+        rank1, rank2: rank of each covariance (from N, or estimated; None if unknown).
+        clamped_eigenvalue_mass: sum of |λ| of the eigenvalues set to zero that were not
+            structural zeros (negative round-off, or below the threshold when N is
+            unknown): covariance eigenvalues in squared units, product ones in units⁴.
+        clamped_fd_bound: upper bound on how much setting them to zero can have changed
+            the value: 2·Σ√|λ| over the product's, plus 2·√(k·‖Σ1‖·Σ|w|) over the k
+            covariance eigenvalues w removed by a threshold. Structural zeros (rank known
+            from N) are exact and add nothing.
         clamped_to_zero: the computed value was in [−tol, 0) and was set to 0.
         warnings: plain-language warnings (rank deficiency, clamping, provenance).
     """
@@ -192,114 +195,277 @@ def _validate_moments(mu: torch.Tensor, sigma: torch.Tensor, side: str) -> torch
     return validate_moments(mu, sigma, f"mu{side}", f"sigma{side}")
 
 
+# --------------------------------------------------------------------------- spectra
+#
+# Round-off model. A symmetric eigensolver returns the eigenvalues of Σ + E with
+# ‖E‖₂ ≲ d·eps·‖Σ‖₂, and a covariance stored in a dtype with machine epsilon u carries a
+# perturbation of the same kind with ‖E‖₂ ≲ u·‖Σ‖₂. So every eigenvalue of Σ is known to
+# an absolute accuracy of
+#
+#     roundoff(Σ) = (d·eps + u)·‖Σ‖₂                                    (squared units)
+#
+# and every eigenvalue of the projected product FᵀΣ1F (Σ2 = FFᵀ, ‖F‖₂² = ‖Σ2‖₂) to
+#
+#     roundoff(FᵀΣ1F) = (d·eps + u1 + u2)·‖Σ1‖₂·‖Σ2‖₂                    (units⁴)
+#
+# — the scale of the product's round-off is ‖Σ1‖·‖Σ2‖, which can be far above the
+# product's own largest eigenvalue (spectra reversed between the two sides). A negative
+# eigenvalue beyond INDEFINITE_FACTOR·roundoff is an error; anything above is input.
+#
+# Rank policy: when N is known, a covariance has rank ≤ N − 1, so exactly the smallest
+# d − (N − 1) eigenvalues are structural zeros and are removed; every other eigenvalue is
+# kept (√max(λ, 0)) however small it is. When N is unknown and the covariance is singular
+# (its Cholesky factorization fails or has round-off pivots), its rank is estimated as the
+# number of eigenvalues above roundoff(Σ): a threshold, reported as a warning.
+
+
+@dataclass(frozen=True)
+class _Spectrum:
+    """What the rank policy kept of a spectrum, and what it removed."""
+
+    keep: torch.Tensor  # boolean mask over the eigenvalues
+    structural: int  # structural zeros removed (rank known)
+    clamped_mass: float  # Σ|λ| over the other removed eigenvalues
+    clamped_count: int
+    notes: tuple[str, ...]
+
+
+def _apply_rank_policy(
+    w: torch.Tensor, *, roundoff: float, cap: int | None, what: str, rank_source: str
+) -> _Spectrum:
+    """Which eigenvalues ``w`` (ascending) to keep, given the rank ``cap`` when known.
+
+    Raises :class:`NumericalError` when an eigenvalue is negative beyond
+    INDEFINITE_FACTOR·roundoff.
+    """
+    r = int(w.shape[0])
+    if r == 0:
+        return _Spectrum(torch.zeros(0, dtype=torch.bool, device=w.device), 0, 0.0, 0, ())
+    limit = INDEFINITE_FACTOR * roundoff
+    w_min = float(w.min())
+    if w_min < -limit:
+        scale = float(w.abs().max())
+        raise NumericalError(
+            f"{what} is not positive semidefinite: eigenvalue {w_min:.6g} (relative "
+            f"{w_min / scale:.3g}) is below −{limit:.3g}, {INDEFINITE_FACTOR:g}× its round-off "
+            f"level; expected a covariance matrix"
+        )
+    notes: list[str] = []
+    if cap is None:
+        keep = w > roundoff
+        removed = ~keep
+        return _Spectrum(keep, 0, float(w[removed].abs().sum()), int(removed.sum()), tuple(notes))
+    cap = max(0, min(cap, r))
+    structural = r - cap
+    keep = torch.zeros(r, dtype=torch.bool, device=w.device)
+    keep[structural:] = w[structural:] > 0
+    clamped = ~keep
+    clamped[:structural] = False
+    if structural and float(w[:structural].max()) > limit:
+        # More eigenvalues above round-off than the rank allows: keep them, say so.
+        extra = w[:structural] > roundoff
+        keep[:structural] = extra
+        notes.append(
+            f"{what} has {int(extra.sum())} more eigenvalue(s) above round-off than its rank "
+            f"{cap} ({rank_source}) allows; they were kept — check that N is right and that "
+            f"the covariance is ddof=1 over N samples"
+        )
+        structural -= int(extra.sum())
+    return _Spectrum(
+        keep, structural, float(w[clamped].abs().sum()), int(clamped.sum()), tuple(notes)
+    )
+
+
+def _roundoff(norm2: float, d: int, eps_in: float) -> float:
+    """Absolute accuracy of the eigenvalues of a d×d matrix of norm ``norm2``."""
+    return (max(d, 1) * _EPS64 + eps_in) * norm2
+
+
+def _known_rank(n: int | None, d: int) -> int | None:
+    """Rank bound from the sample count: a covariance of N samples has rank ≤ N − 1."""
+    return None if n is None else min(d, max(n - 1, 0))
+
+
+def _pd_cholesky(sigma: torch.Tensor) -> torch.Tensor | None:
+    """Cholesky factor when Σ is positive definite beyond round-off, else None.
+
+    Tiny pivots mean Σ is numerically singular: its small directions are round-off, and
+    only the eigen route can tell them apart.
+    """
+    chol, info = torch.linalg.cholesky_ex(sigma)
+    if int(info) != 0:
+        return None
+    piv = torch.diagonal(chol) ** 2
+    if float(piv.min()) <= sigma.shape[0] * _EPS64 * float(piv.max()):
+        return None
+    return chol
+
+
 # --------------------------------------------------------------------------- factor
 
 
 @dataclass(frozen=True)
 class _Factor:
-    """Σ = F Fᵀ with F of shape (d, r)."""
+    """Σ = F Fᵀ with F of shape (d, r), and what the rank policy removed."""
 
     f: torch.Tensor
-    method: str  # "cholesky" or "eigh"
+    method: str  # "cholesky", "eigh" or "range-eigh"
     rank: int
-    clamped_mass: float
     trace: float
-
-
-def _clamp_spectrum(w: torch.Tensor, eps_in: float, what: str) -> tuple[torch.Tensor, float]:
-    """Eigenvalues to keep (above round-off) and the clamped mass Σ|λ| of the rest.
-
-    Below CLAMP_FACTOR·r·eps·λmax is round-off (clamped to 0); a negative eigenvalue
-    beyond INDEFINITE_FACTOR·r·eps_in·λmax means the matrix is not PSD: an error.
-    """
-    r = w.shape[0]
-    lam_max = float(w.abs().max())
-    clamp_tol = CLAMP_FACTOR * r * _EPS64 * lam_max
-    indefinite_tol = INDEFINITE_FACTOR * r * eps_in * lam_max
-    w_min = float(w.min())
-    if w_min < -indefinite_tol:
-        raise NumericalError(
-            f"{what} {w_min:.6g} (relative {w_min / lam_max:.3g}) beyond round-off "
-            f"(tolerance {indefinite_tol:.3g}); expected a covariance matrix"
-        )
-    keep = w > clamp_tol
-    return keep, float(w[~keep].abs().sum())
+    norm2: float  # ‖Σ‖₂ (exact on the eigen routes, the Frobenius bound after Cholesky)
+    clamped_mass: float
+    clamped_count: int
+    structural: int
+    notes: tuple[str, ...] = ()
 
 
 def _factor(sigma: torch.Tensor, eps_in: float, name: str, n: int | None) -> _Factor:
     d = sigma.shape[0]
     trace = float(torch.diagonal(sigma).sum())
     if d == 0:
-        return _Factor(sigma.new_zeros((0, 0)), "cholesky", 0, 0.0, trace)
-    # N ≤ d guarantees a singular covariance: skip the doomed Cholesky.
-    if n is None or n > d:
-        chol, info = torch.linalg.cholesky_ex(sigma)
-        if int(info) == 0:
-            piv = torch.diagonal(chol) ** 2
-            # Tiny pivots mean Σ is numerically singular; its small directions are
-            # round-off and must be clamped, which only the eigen route does.
-            if float(piv.min()) > d * _EPS64 * float(piv.max()):
-                return _Factor(chol, "cholesky", d, 0.0, trace)
-    if n is not None and n - 1 + _RANGE_OVERSAMPLE < 0.75 * d:
-        low_rank = _factor_low_rank(sigma, eps_in, name, n, trace)
+        return _Factor(sigma.new_zeros((0, 0)), "cholesky", 0, trace, 0.0, 0.0, 0, 0)
+    cap = _known_rank(n, d)
+    what = f"sigma{name}"
+    if cap is None or cap == d:
+        chol = _pd_cholesky(sigma)
+        if chol is not None:
+            return _Factor(chol, "cholesky", d, trace, float(torch.linalg.norm(sigma)), 0.0, 0, 0)
+    if cap is not None and cap + _RANGE_OVERSAMPLE < 0.75 * d:
+        low_rank = _factor_low_rank(sigma, eps_in, what, cap, trace)
         if low_rank is not None:
             return low_rank
     w, v = torch.linalg.eigh(sigma)
-    keep, clamped_mass = _clamp_spectrum(
-        w, eps_in, f"sigma{name} is not positive semidefinite: smallest eigenvalue"
+    norm2 = float(w.abs().max())
+    spec = _apply_rank_policy(
+        w,
+        roundoff=_roundoff(norm2, d, eps_in),
+        cap=None if cap == d else cap,
+        what=what,
+        rank_source=f"N={n}",
     )
-    f = v[:, keep] * torch.sqrt(w[keep])
-    return _Factor(f, "eigh", int(keep.sum()), clamped_mass, trace)
+    notes = spec.notes
+    if cap is None and spec.clamped_count:
+        notes += (
+            f"{what}: N unknown and the covariance is singular; its rank "
+            f"({int(spec.keep.sum())} of {d}) was estimated from the eigenvalues above "
+            f"round-off — give N (n1/n2, or a statistics file with 'n') for the exact "
+            f"treatment",
+        )
+    f = v[:, spec.keep] * torch.sqrt(w[spec.keep])
+    return _Factor(
+        f,
+        "eigh",
+        int(spec.keep.sum()),
+        trace,
+        norm2,
+        spec.clamped_mass,
+        spec.clamped_count,
+        spec.structural,
+        notes,
+    )
 
 
 _RANGE_OVERSAMPLE = 10
 
 
 def _factor_low_rank(
-    sigma: torch.Tensor, eps_in: float, name: str, n: int, trace: float
+    sigma: torch.Tensor, eps_in: float, what: str, rank: int, trace: float
 ) -> _Factor | None:
-    """Σ = FFᵀ for a covariance of n ≤ d samples (rank ≤ n − 1), without a d×d eigh.
+    """Σ = FFᵀ for a covariance of known rank ≤ ``rank`` ≪ d, without a d×d eigh.
 
-    Its range is spanned by Y = ΣΩ for a Gaussian Ω with k = n − 1 + 10 columns, so with
+    Its range is spanned by Y = ΣΩ for a Gaussian Ω with k = rank + 10 columns, so with
     Q = qr(Y), Σ = Q (QᵀΣQ) Qᵀ and F = Q·V·√w from the k×k eigendecomposition of QᵀΣQ.
     The trace checks that nothing was lost: tr Σ − tr(QᵀΣQ) = tr((I − QQᵀ)Σ) ≥ 0 is the
     mass outside the subspace. Beyond round-off (e.g. N was wrong), returns None and the
     caller takes the full eigh route.
     """
     d = sigma.shape[0]
-    k = min(d, n - 1 + _RANGE_OVERSAMPLE)
+    k = min(d, rank + _RANGE_OVERSAMPLE)
     gen = torch.Generator(device=sigma.device).manual_seed(0)
     omega = torch.randn(d, k, dtype=sigma.dtype, device=sigma.device, generator=gen)
     q, _ = torch.linalg.qr(sigma @ omega)
     b = q.mT @ sigma @ q
     w, v = torch.linalg.eigh(b)
-    keep, clamped_mass = _clamp_spectrum(
-        w, eps_in, f"sigma{name} is not positive semidefinite: smallest eigenvalue"
-    )
-    lam_max = float(w.abs().max()) if w.numel() else 0.0
+    norm2 = float(w.abs().max()) if w.numel() else 0.0
+    roundoff = _roundoff(norm2, d, eps_in)
     missing = trace - float(torch.diagonal(b).sum())
-    if abs(missing) > CLAMP_FACTOR * d * d * _EPS64 * max(lam_max, 1e-300):
+    if abs(missing) > d * roundoff:
         return None
-    f = q @ (v[:, keep] * torch.sqrt(w[keep]))
-    return _Factor(f, "range-eigh", int(keep.sum()), clamped_mass + abs(missing), trace)
+    spec = _apply_rank_policy(w, roundoff=roundoff, cap=rank, what=what, rank_source="N − 1")
+    f = q @ (v[:, spec.keep] * torch.sqrt(w[spec.keep]))
+    return _Factor(
+        f,
+        "range-eigh",
+        int(spec.keep.sum()),
+        trace,
+        norm2,
+        spec.clamped_mass,
+        spec.clamped_count,
+        spec.structural + (d - k),
+        spec.notes,
+    )
 
 
-def _sqrt_eig_sum(m: torch.Tensor, eps_in: float, name: str) -> tuple[float, float, float]:
-    """Σ √λ over the eigenvalues of a symmetric PSD matrix, round-off clamped.
+@dataclass(frozen=True)
+class _Side1:
+    """What the kernel needs of side 1 besides its projection FᵀΣ1F."""
 
-    Returns (trace_sqrt, clamped_mass, clamped_sqrt_bound).
+    trace: float
+    norm2: float  # ‖Σ1‖₂ or an upper bound (Frobenius norm, trace)
+    eps: float
+    n: int | None
+    rank: int | None  # known or estimated rank of Σ1; None: unknown
+    notes: tuple[str, ...] = ()
+
+
+def _side1_rank(sigma: torch.Tensor, eps_in: float, n: int | None) -> tuple[int | None, tuple]:
+    """Rank of Σ1: N − 1 when N ≤ d is known; full when N > d is known or Σ1 is PD;
+    otherwise estimated from its eigenvalues above round-off (with a note)."""
+    d = sigma.shape[0]
+    known = _known_rank(n, d)
+    if known is not None:
+        return known, ()
+    if _pd_cholesky(sigma) is not None:
+        return d, ()
+    w = torch.linalg.eigvalsh(sigma)
+    norm2 = float(w.abs().max()) if w.numel() else 0.0
+    spec = _apply_rank_policy(
+        w, roundoff=_roundoff(norm2, d, eps_in), cap=None, what="sigma1", rank_source=""
+    )
+    rank = int(spec.keep.sum())
+    note = (
+        f"sigma1: N unknown and the covariance is singular; its rank ({rank} of {d}) was "
+        f"estimated from the eigenvalues above round-off — give N (n1, or a statistics file "
+        f"with 'n') for the exact treatment"
+    )
+    return rank, (note,) if rank < d else ()
+
+
+def _sqrt_eig_sum(
+    m: torch.Tensor, roundoff: float, cap: int | None
+) -> tuple[float, _Spectrum, float]:
+    """Σ √λ over the eigenvalues of the symmetric PSD m = FᵀΣ1F, under the rank policy.
+
+    Returns (trace_sqrt, spectrum, Σ√|λ| over the non-structural eigenvalues removed).
     """
     r = m.shape[0]
     if r == 0:
-        return 0.0, 0.0, 0.0
-    lam = torch.linalg.eigvalsh(m)  # reads one triangle: FᵀΣF is symmetric to round-off
-    keep, clamped_mass = _clamp_spectrum(
-        lam, eps_in, f"sigma{name} is not positive semidefinite: Σ1Σ2 has an eigenvalue"
+        empty = _apply_rank_policy(m.new_zeros(0), roundoff=0.0, cap=0, what="", rank_source="")
+        return 0.0, empty, 0.0
+    lam = torch.linalg.eigvalsh(m)  # reads one triangle: FᵀΣ1F is symmetric to round-off
+    spec = _apply_rank_policy(
+        lam,
+        roundoff=roundoff,
+        cap=cap,
+        what="sigma1 (through Σ1Σ2)",
+        rank_source="min(rank Σ1, rank Σ2)",
     )
-    clamped = lam[~keep]
-    trace_sqrt = float(torch.sqrt(lam[keep]).sum())
-    bound = float(torch.sqrt(clamped.clamp_min(0)).sum())
-    return trace_sqrt, clamped_mass, bound
+    trace_sqrt = float(torch.sqrt(lam[spec.keep]).sum())
+    removed = ~spec.keep
+    if cap is not None:
+        removed[: r - min(cap, r)] = False
+    bound = float(torch.sqrt(lam[removed].abs()).sum())
+    return trace_sqrt, spec, bound
 
 
 def _finish(
@@ -316,15 +482,17 @@ def _finish(
     rank2: int | None,
     clamped_mass: float,
     clamped_sqrt_bound: float,
-    extra_warnings: list[str] | None = None,
+    extra_warnings: tuple[str, ...] | list[str] = (),
+    value: float | None = None,
 ) -> FrechetResult:
     trace_term = tr1 + tr2 - 2.0 * trace_sqrt
-    value = mean_term + trace_term
-    warnings = list(extra_warnings or [])
+    if value is None:
+        value = mean_term + trace_term
+    warnings = list(extra_warnings)
     clamped_to_zero = False
     # Cancellation in tr Σ1 + tr Σ2 − 2 tr(·)^½ is the dominant error; √(d·eps) relative
     # is a generous bound on it, and anything below that is a bug, not round-off.
-    tol = math.sqrt(max(d, 1) * _EPS64) * (tr1 + tr2 + mean_term) + 2.0 * clamped_sqrt_bound
+    tol = math.sqrt(max(d, 1) * _EPS64) * (tr1 + tr2 + mean_term) + clamped_sqrt_bound
     if value < 0.0:
         if value < -tol:
             raise NumericalError(
@@ -342,10 +510,10 @@ def _finish(
                 f"comparable only at equal N (see `fideval estimate`)"
             )
     total = tr1 + tr2 + mean_term
-    if clamped_sqrt_bound > 0 and total > 0 and 2 * clamped_sqrt_bound > 1e-6 * total:
+    if clamped_sqrt_bound > 0 and total > 0 and clamped_sqrt_bound > 1e-9 * total:
         warnings.append(
-            f"eigenvalues at round-off level were clamped to 0; the value may be off by "
-            f"up to {2 * clamped_sqrt_bound:.3g}"
+            f"eigenvalues at round-off level were set to 0; the value may be off by up to "
+            f"{clamped_sqrt_bound:.3g}"
         )
     return FrechetResult(
         value=float(value),
@@ -359,9 +527,9 @@ def _finish(
         rank1=rank1,
         rank2=rank2,
         clamped_eigenvalue_mass=float(clamped_mass),
-        clamped_fd_bound=float(2 * clamped_sqrt_bound),
+        clamped_fd_bound=float(clamped_sqrt_bound),
         clamped_to_zero=clamped_to_zero,
-        warnings=tuple(warnings),
+        warnings=tuple(dict.fromkeys(warnings)),
     )
 
 
@@ -372,13 +540,15 @@ class FrechetReference:
     """A reference Gaussian (μ_r, Σ_r) factored once, Σ_r = F Fᵀ, for many comparisons.
 
     Each :meth:`compare` then costs one matrix product and one symmetric eigenvalue
-    solve of size rank(Σ_r); :meth:`compare_features` one SVD of an n×r matrix (exact
-    for n < d). This is the in-training case: the dataset side never changes.
+    solve of size rank(Σ_r); :meth:`compare_features` one QR and one SVD (exact for any
+    n). This is the in-training case: the dataset side never changes.
 
     Args:
         mu: reference mean, shape (d,).
-        sigma: reference covariance, shape (d, d), ddof=1.
-        n: number of samples behind the reference, when known (M).
+        sigma: reference covariance, shape (d, d), ddof=1. Its dtype sets the round-off
+            tolerance (a float32-stored covariance carries float32 round-off).
+        n: number of samples behind the reference, when known (M): the rank of Σ_r is
+            then at most M − 1 and exactly the structural zeros are removed.
     """
 
     def __init__(self, mu: ArrayLike, sigma: ArrayLike, n: int | None = None) -> None:
@@ -399,8 +569,13 @@ class FrechetReference:
     def method(self) -> str:
         return self._factor.method
 
+    @property
+    def factor(self) -> torch.Tensor:
+        """F with Σ_r = F Fᵀ, shape (d, r), float64."""
+        return self._factor.f
+
     def compare(self, mu: ArrayLike, sigma: ArrayLike, n: int | None = None) -> FrechetResult:
-        """FD between (mu, sigma) [side 1] and the reference [side 2]."""
+        """FD between (mu, sigma) [side 1, from ``n`` samples when known] and the reference."""
         mu_t, _ = as_float64(mu, "mu1")
         sigma_t, eps = as_float64(sigma, "sigma1")
         dev = self.mu.device
@@ -410,15 +585,17 @@ class FrechetReference:
             raise FidevalError(
                 f"dimension mismatch: side 1 has d={mu_t.shape[0]}, reference has d={self.dim}"
             )
+        rank, notes = _side1_rank(sigma_t, eps, n)
         f = self._factor.f
-        return self.compare_projected(
-            mu_t, f.mT @ sigma_t @ f, float(torch.diagonal(sigma_t).sum()), n=n, eps=eps
+        side = _Side1(
+            trace=float(torch.diagonal(sigma_t).sum()),
+            norm2=float(torch.linalg.norm(sigma_t)),
+            eps=eps,
+            n=n,
+            rank=rank,
+            notes=notes,
         )
-
-    @property
-    def factor(self) -> torch.Tensor:
-        """F with Σ_r = F Fᵀ, shape (d, r), float64."""
-        return self._factor.f
+        return self._compare(mu_t, f.mT @ sigma_t @ f, side)
 
     def compare_projected(
         self,
@@ -433,42 +610,61 @@ class FrechetReference:
 
         This is all the kernel needs of Σ1, so callers that merge many statistics (the
         estimators' unions of groups) project each once and never form a d×d product.
+        With ``n`` unknown, the rank of Σ1 is unknown and the product's eigenvalues are
+        thresholded at their round-off level (tr Σ1 bounds ‖Σ1‖₂ there).
         """
-        trace_sqrt, mass, bound = _sqrt_eig_sum(projected_sigma, max(eps, self.eps), "1")
+        side = _Side1(
+            trace=float(trace_sigma),
+            norm2=float(trace_sigma),
+            eps=eps,
+            n=n,
+            rank=_known_rank(n, self.dim),
+        )
+        return self._compare(mu, projected_sigma, side)
+
+    def _compare(self, mu: torch.Tensor, projected: torch.Tensor, side: _Side1) -> FrechetResult:
+        fac = self._factor
+        roundoff = _roundoff(side.norm2 * fac.norm2, self.dim, side.eps + self.eps)
+        cap = None if side.rank is None else min(side.rank, fac.rank)
+        trace_sqrt, spec, bound = _sqrt_eig_sum(projected, roundoff, cap)
+        # Eigenvalues of Σ_r removed by a threshold (not structural zeros) can move
+        # tr((Σ1Σ_r)^½) by at most √(k·‖Σ1‖·Σ|w|) (subadditivity of tr √·).
+        if fac.clamped_count:
+            bound += math.sqrt(fac.clamped_count * side.norm2 * fac.clamped_mass)
         diff = mu.to(self.mu.device) - self.mu
         return _finish(
             float(diff @ diff),
-            float(trace_sigma),
-            self._factor.trace,
+            side.trace,
+            fac.trace,
             trace_sqrt,
             d=self.dim,
-            method=f"{self._factor.method}-eigvalsh",
-            n1=n,
+            method=f"{fac.method}-eigvalsh",
+            n1=side.n,
             n2=self.n,
-            rank1=None,
-            rank2=self._factor.rank,
-            clamped_mass=mass + self._factor.clamped_mass,
-            clamped_sqrt_bound=bound,
+            rank1=side.rank,
+            rank2=fac.rank,
+            clamped_mass=spec.clamped_mass + fac.clamped_mass,
+            clamped_sqrt_bound=2.0 * bound,
+            extra_warnings=fac.notes + side.notes + spec.notes,
         )
 
     def compare_features(self, x: ArrayLike) -> FrechetResult:
         """FD between the Gaussian fitted to features ``x`` (n, d) and the reference.
 
-        Exact for any n: with A = (X − μ)/√(n−1) and Σ_r = FFᵀ,
-        tr((Σ_x Σ_r)^½) = sum of singular values of A F (an n×r matrix).
+        Exact in x for any n: with A = (X − μ)/√(n−1) = Q R and Σ_r = FFᵀ,
+        tr((Σ_x Σ_r)^½) = sum of the singular values of R F.
         """
         xt, _ = as_float64(x, "features")
         xt = xt.to(self.mu.device)
         n, d = _check_features(xt, "features")
         if d != self.dim:
             raise FidevalError(f"dimension mismatch: features have d={d}, reference d={self.dim}")
-        mu = xt.mean(dim=0)
-        a = (xt - mu) / math.sqrt(n - 1)
-        s = torch.linalg.svdvals(a @ self._factor.f)
+        mu, r = _row_factor(xt)
+        s = torch.linalg.svdvals(r @ self._factor.f)
         diff = mu - self.mu
         return _finish(
             float(diff @ diff),
-            float((a * a).sum()),
+            float((r * r).sum()),
             self._factor.trace,
             float(s.sum()),
             d=d,
@@ -479,6 +675,7 @@ class FrechetReference:
             rank2=self._factor.rank,
             clamped_mass=self._factor.clamped_mass,
             clamped_sqrt_bound=0.0,
+            extra_warnings=self._factor.notes,
         )
 
 
@@ -493,9 +690,11 @@ def frechet_details(
 ) -> FrechetResult:
     """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2), with diagnostics.
 
-    Σ2 is factored (Cholesky, or eigh with round-off clamped), then the eigenvalues of
-    the symmetric Fᵀ Σ1 F give tr((Σ1Σ2)^½). ``n1``/``n2`` (sample counts) only inform
-    the route and the warnings.
+    Σ2 is factored (Cholesky, or eigh under the rank policy), then the eigenvalues of
+    the symmetric Fᵀ Σ1 F give tr((Σ1Σ2)^½). ``n1``/``n2`` (sample counts) give each
+    covariance's rank (≤ N − 1): exactly the structural zero eigenvalues are removed and
+    every other one is kept. Without them, a singular covariance's rank is estimated from
+    its eigenvalues above round-off, and a warning says so.
     """
     mu1_t, _ = as_float64(mu1, "mu1")
     mu2_t, _ = as_float64(mu2, "mu2")
@@ -540,12 +739,31 @@ def _check_features(x: torch.Tensor, name: str) -> tuple[int, int]:
     return int(n), int(d)
 
 
-def frechet_from_features(x1: ArrayLike, x2: ArrayLike) -> FrechetResult:
-    """Fréchet distance between the Gaussians fitted (ddof=1) to two feature sets.
+def _row_factor(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean μ and a factor R with RᵀR = Σ (ddof=1): A = (X − μ)/√(n−1) itself when
+    n ≤ d, else the d×d triangle of its thin QR (Householder: backward stable)."""
+    n, d = x.shape
+    mu = x.mean(dim=0)
+    a = (x - mu) / math.sqrt(n - 1)
+    if n <= d:
+        return mu, a
+    return mu, torch.linalg.qr(a, mode="r")[1]
 
-    When min(N1, N2) < d the trace term is computed exactly from the features:
-    tr((Σ1Σ2)^½) = ‖A1 A2ᵀ‖_*, A = (X − μ)/√(n−1) — no d×d matrix is formed. Otherwise
-    the covariances are formed and :func:`frechet_details` is used.
+
+def frechet_from_features(x1: ArrayLike, x2: ArrayLike) -> FrechetResult:
+    """Fréchet distance between the Gaussians fitted (ddof=1) to two feature sets, exactly.
+
+    No covariance is formed. With A = (X − μ)/√(n−1) and R its QR triangle (A itself when
+    n ≤ d), Σ = RᵀR and
+
+        tr((Σ1Σ2)^½) = ‖R1 R2ᵀ‖_*   (sum of singular values),
+
+    which are the square roots of eig(Σ1Σ2) computed without squaring: each carries an
+    absolute error of order eps·‖R1‖·‖R2‖, so small eigenvalues keep their digits at any
+    N. When the distributions nearly coincide (FD below CANCELLATION_RATIO of
+    tr Σ1 + tr Σ2 + ‖Δμ‖²), the difference of traces cancels; FD is then taken as the
+    orthogonal Procrustes residual ‖Δμ‖² + min_Q ‖R1 − Q R2‖²_F, which is the same
+    quantity computed without cancellation.
     """
     x1t, _ = as_float64(x1, "features1")
     x2t, _ = as_float64(x2, "features2")
@@ -554,27 +772,50 @@ def frechet_from_features(x1: ArrayLike, x2: ArrayLike) -> FrechetResult:
     n2, d2 = _check_features(x2t, "features2")
     if d1 != d2:
         raise FidevalError(f"dimension mismatch: features1 has d={d1}, features2 has d={d2}")
-    if min(n1, n2) >= d1:
-        mu1, mu2 = x1t.mean(0), x2t.mean(0)
-        s1 = torch.cov(x1t.mT)
-        s2 = torch.cov(x2t.mT)
-        return frechet_details(mu1, s1.reshape(d1, d1), mu2, s2.reshape(d1, d1), n1=n1, n2=n2)
-    mu1, mu2 = x1t.mean(0), x2t.mean(0)
-    a1 = (x1t - mu1) / math.sqrt(n1 - 1)
-    a2 = (x2t - mu2) / math.sqrt(n2 - 1)
-    s = torch.linalg.svdvals(a1 @ a2.mT)
+    mu1, r1 = _row_factor(x1t)
+    mu2, r2 = _row_factor(x2t)
+    c = r1 @ r2.mT
+    s = torch.linalg.svdvals(c)
     diff = mu1 - mu2
+    mean_term = float(diff @ diff)
+    tr1, tr2 = float((r1 * r1).sum()), float((r2 * r2).sum())
+    trace_sqrt = float(s.sum())
+    value = mean_term + tr1 + tr2 - 2.0 * trace_sqrt
+    method = "features-nuclear"
+    if value < CANCELLATION_RATIO * (tr1 + tr2 + mean_term):
+        value = mean_term + _procrustes_residual(r1, r2, c)
+        method = "features-procrustes"
     return _finish(
-        float(diff @ diff),
-        float((a1 * a1).sum()),
-        float((a2 * a2).sum()),
-        float(s.sum()),
+        mean_term,
+        tr1,
+        tr2,
+        trace_sqrt,
         d=d1,
-        method="features-nuclear",
+        method=method,
         n1=n1,
         n2=n2,
-        rank1=None,
-        rank2=None,
+        rank1=min(n1 - 1, d1),
+        rank2=min(n2 - 1, d1),
         clamped_mass=0.0,
         clamped_sqrt_bound=0.0,
+        value=value,
     )
+
+
+def _procrustes_residual(r1: torch.Tensor, r2: torch.Tensor, c: torch.Tensor) -> float:
+    """min over orthogonal Q of ‖R1 − Q R2‖²_F (rows zero-padded to a common count).
+
+    Equals ‖R1‖² + ‖R2‖² − 2‖R1R2ᵀ‖_*, reached at Q = UVᵀ from the SVD of R1R2ᵀ; since it
+    is a minimum, an error δQ in Q moves it only by O(‖δQ‖²).
+    """
+    m = max(r1.shape[0], r2.shape[0])
+    pad = c.new_zeros((m, m))
+    pad[: c.shape[0], : c.shape[1]] = c
+    u, _, vh = torch.linalg.svd(pad)
+    q = u @ vh
+    b1 = r1.new_zeros((m, r1.shape[1]))
+    b1[: r1.shape[0]] = r1
+    b2 = r2.new_zeros((m, r2.shape[1]))
+    b2[: r2.shape[0]] = r2
+    res = b1 - q @ b2
+    return float((res * res).sum())
