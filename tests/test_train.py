@@ -295,3 +295,36 @@ def test_projection_in_words(real, tmp_path):
     assert "50000 samples ≈" in msgs[0] and "each evaluation (400 samples)" in msgs[0]
     last = [m for m in msgs if "the last evaluation used" in m]
     assert last and "±" in last[0]
+
+
+def test_checkpoint_left_after_caching_is_removed_on_cache_hit(real, tmp_path):
+    """A kill between writing the cache and removing the checkpoint leaves a stale partial."""
+    ext = TinyExtractor()
+    first = compute_reference_stats(real, ext, cache_dir=tmp_path)
+    key = cache_key(TensorImages(real), ext, 300)
+    from fideval.stats import GaussianStats
+
+    part = GaussianStats()
+    part.update(np.ones((40, 6)) + np.arange(6))
+    stale = tmp_path / f"ref-{key_hash(key)}.partial.npz"
+    _save_partial(stale, part, 40, key)
+    again = compute_reference_stats(real, ext, cache_dir=tmp_path)
+    assert again.from_cache and again.record.n == 300
+    np.testing.assert_array_equal(again.record.sigma, first.record.sigma)
+    assert not stale.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [first.cache_path.name]
+
+
+def test_checkpoint_whose_count_disagrees_is_not_resumed(real, tmp_path):
+    """A partial whose N is not the number of images it claims consumed is recomputed."""
+    ext = TinyExtractor()
+    full = compute_reference_stats(real, TinyExtractor(), cache_dir="", batch_size=20)
+    key = cache_key(TensorImages(real), ext, 300)
+    from fideval.stats import GaussianStats
+
+    part = GaussianStats()
+    part.update(np.zeros((50, 6)))  # 50 rows, but "100 consumed"
+    _save_partial(tmp_path / f"ref-{key_hash(key)}.partial.npz", part, 100, key)
+    out = compute_reference_stats(real, ext, cache_dir=tmp_path, batch_size=20)
+    assert out.record.n == 300
+    np.testing.assert_allclose(out.record.sigma, full.record.sigma, rtol=1e-12, atol=1e-15)

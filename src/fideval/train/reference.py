@@ -10,7 +10,10 @@ The reference is read in a fixed order straight from the dataset (never from the
 training iterator, so no augmentation and no advanced iterator). Computing it is
 resumable: every ``checkpoint_every`` batches the partial statistics and the count of
 images consumed are written atomically to ``<key>.partial.npz``; a resumed run skips
-exactly those images, so nothing is lost or counted twice.
+exactly those images, so nothing is lost or counted twice. A checkpoint is used only
+when its sample count equals the images it says were consumed, and one left behind by
+a kill after the final file was cached is removed on the next cache hit (tested with
+``kill -9`` at random moments in tests/test_kill.py).
 """
 
 from __future__ import annotations
@@ -246,6 +249,9 @@ def compute_reference_stats(
         cached = _load_cached(final, key, log)
         # Every rank must take the same branch (or the all-reduce below would hang).
         if _all_agree(cached is not None) and cached is not None:
+            # A kill between caching the result and removing the checkpoint leaves a
+            # partial file that would never be read again: remove it.
+            _remove_stale(partial, log)
             return ReferenceStats(
                 cached, FrechetReference(cached.mu, cached.sigma, cached.n), final, True
             )
@@ -254,7 +260,13 @@ def compute_reference_stats(
     stats, consumed = GaussianStats(), start
     if partial is not None:
         resumed = _load_partial(partial, key)
-        if resumed is not None and start <= resumed[1] <= stop:
+        # Resume only from a checkpoint of this rank's share whose count is exactly the
+        # images it consumed: anything else would count images twice or not at all.
+        if (
+            resumed is not None
+            and start <= resumed[1] <= stop
+            and resumed[0].n == resumed[1] - start
+        ):
             stats, consumed = resumed
             log(
                 f"resuming reference statistics at {consumed - start}/{stop - start} images "
@@ -290,9 +302,16 @@ def compute_reference_stats(
         if dist_.is_main_process():
             save_stats(final, rec)
             log(f"reference statistics (N={stats.n}) cached to {final}")
-        if partial is not None and partial.exists():
-            partial.unlink()
+        if partial is not None:
+            partial.unlink(missing_ok=True)
     return ReferenceStats(rec, FrechetReference(rec.mu, rec.sigma, rec.n), final, False)
+
+
+def _remove_stale(partial: Path | None, log: Callable[[str], None]) -> None:
+    """Remove a leftover checkpoint once the complete statistics are cached."""
+    if partial is not None and partial.exists():
+        partial.unlink(missing_ok=True)
+        log(f"removed the stale checkpoint {partial} (the statistics are cached)")
 
 
 def _load_cached(
