@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zipfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +24,7 @@ from .data.features import iter_feature_chunks, open_array, open_features
 from .errors import FidevalError
 from .frechet import FrechetResult, frechet_details, frechet_from_features
 from .io.provenance import check_compatible, make_provenance
-from .io.statsfile import KNOWN_LAYOUTS, StatsRecord, load_stats
+from .io.statsfile import KNOWN_LAYOUTS, StatsRecord, load_stats, not_a_stats_file
 from .stats import GaussianStats
 
 
@@ -57,8 +58,8 @@ def path_kind(path: str) -> str:
         try:
             with np.load(path, allow_pickle=False) as data:
                 keys = set(data.files)
-        except Exception as exc:
-            raise FidevalError(f"{path}: not a readable .npz file ({exc})") from exc
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+            raise FidevalError(not_a_stats_file(path, exc)) from exc
         if any(m in keys and c in keys for m, c, _ in KNOWN_LAYOUTS):
             return "stats"
     if path.endswith((".npy", ".npz")):

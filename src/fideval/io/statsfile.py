@@ -106,7 +106,12 @@ def save_stats(
 
 
 def _real(data: Any, key: str, path: str, ndim: int | None = None) -> np.ndarray:
-    """A real-valued array key as float64 (complex, strings, objects: an error)."""
+    """A real-valued array key (complex, strings, objects: an error).
+
+    Floating-point arrays keep their stored dtype: a float32 covariance carries float32
+    round-off, and the Fréchet kernel reads its tolerance from the dtype. Integers become
+    float64.
+    """
     arr = np.asarray(_key(data, key, path))
     if arr.dtype.kind not in "fiu":
         raise FidevalError(
@@ -115,7 +120,7 @@ def _real(data: Any, key: str, path: str, ndim: int | None = None) -> np.ndarray
         )
     if ndim is not None and arr.ndim != ndim:
         raise FidevalError(f"{path}: key {key!r} has shape {arr.shape}; expected {ndim}-D")
-    return arr.astype(np.float64)
+    return arr if arr.dtype.kind == "f" else arr.astype(np.float64)
 
 
 def _count(data: Any, key: str, path: str) -> int:
@@ -139,6 +144,16 @@ def _key(data: Any, key: str, path: str) -> np.ndarray:
         ) from exc
 
 
+def not_a_stats_file(path: str, exc: BaseException) -> str:
+    """The one message for a file that numpy cannot open as an archive."""
+    what = (
+        "it is not a NumPy archive (numpy took it for pickled data)"
+        if isinstance(exc, ValueError)
+        else f"it is not a NumPy archive or it is truncated ({exc})"
+    )
+    return f"{path}: not a statistics file: {what}; expected a .npz with keys 'mu' and 'sigma'"
+
+
 def load_stats(path: str | os.PathLike[str]) -> StatsRecord:
     """Read statistics from a ``.npz`` file of any supported layout; validate them."""
     p = str(path)
@@ -147,9 +162,7 @@ def load_stats(path: str | os.PathLike[str]) -> StatsRecord:
     try:
         data = np.load(p, allow_pickle=False)
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
-        raise FidevalError(
-            f"{p}: not a readable .npz statistics file (truncated or not a NumPy archive: {exc})"
-        ) from exc
+        raise FidevalError(not_a_stats_file(p, exc)) from exc
     if not isinstance(data, np.lib.npyio.NpzFile):
         raise FidevalError(f"{p}: a single .npy array, not a .npz statistics file")
     with data:
