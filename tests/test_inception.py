@@ -12,6 +12,7 @@ from fideval.errors import FidevalError
 from fideval.features.inception import (
     BLOCK_INDEX_BY_DIM,
     LOGITS,
+    LOGITS_NO_BIAS,
     FIDInceptionV3,
     InceptionExtractor,
     seeded_random_state_dict,
@@ -131,7 +132,42 @@ def test_all_outputs_one_pass_consistent(extractor, images):
     torch.testing.assert_close(extractor.forward(images, (64,))[64], out[64], atol=0, rtol=0)
     f, lg = extractor.features_and_logits(images)
     torch.testing.assert_close(f, out[2048], atol=0, rtol=0)
-    torch.testing.assert_close(lg, out[LOGITS], atol=0, rtol=0)
+    # the Inception Score's logits: pool3·Wᵀ, no fc bias (improved-gan, torch-fidelity)
+    no_bias = extractor.forward(images, (LOGITS_NO_BIAS,))[LOGITS_NO_BIAS]
+    torch.testing.assert_close(lg, no_bias, atol=0, rtol=0)
+    f_b, lg_b = extractor.features_and_logits(images, bias=True)
+    torch.testing.assert_close(f_b, out[2048], atol=0, rtol=0)
+    torch.testing.assert_close(lg_b, out[LOGITS], atol=0, rtol=0)
+
+
+def test_logits_default_has_no_fc_bias(extractor, weights_file, images):
+    """logits() is pool3·Wᵀ (float64 reference, float32 dot-product bound) unless asked.
+
+    The bound |fl(p·w) − p·w| ≤ γ_d·|p|·|w| (γ_d = d·u/(1 − d·u), u = 2⁻²⁴) plus the
+    final rounding; the fc bias of the random weights (0.1·N(0, 1)) is far above it.
+    """
+    pool3 = extractor(images).double()
+    w = extractor.net.fc.weight.double()
+    b = extractor.net.fc.bias.double()
+    ref = pool3 @ w.T
+    u = 2.0**-24
+    bound = 2048 * u / (1 - 2048 * u) * (pool3.abs() @ w.abs().T) + u * ref.abs()
+    assert bool(((extractor.logits(images).double() - ref).abs() <= bound).all())
+    with_bias = extractor.logits(images, bias=True).double()
+    assert bool(((with_bias - ref - b).abs() <= bound + u * (b.abs() + with_bias.abs())).all())
+    assert float((with_bias - ref).abs().max()) > 100 * float(bound.max())
+    # The extractor-wide default can be switched; an explicit bias= wins over it.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        biased = InceptionExtractor(2048, weights=weights_file, device="cpu", logits_bias=True)
+    assert biased.logits_bias and not extractor.logits_bias
+    torch.testing.assert_close(biased.logits(images), with_bias.float(), atol=0, rtol=0)
+    torch.testing.assert_close(
+        biased.logits(images, bias=False), extractor.logits(images), atol=0, rtol=0
+    )
+    torch.testing.assert_close(
+        biased.features_and_logits(images)[1], with_bias.float(), atol=0, rtol=0
+    )
 
 
 def test_channels_last_matches_contiguous(weights_file, extractor, images):

@@ -193,3 +193,49 @@ def test_kid_kernel_flags_are_used_and_recorded(files, capsys):
     want = uxx + uyy - 2 * (sa @ sb) / (m * n)
     assert linear["kid"] == pytest.approx(want, rel=1e-10)
     assert linear["kernel"] == {"degree": 1, "gamma": 1.0, "coef0": 0.0}
+
+
+def test_is_of_images_defaults_to_logits_without_bias(tmp_path, capsys):
+    """`fideval is IMAGES` scores pool3·Wᵀ (no fc bias) and records it; the biased
+    variant is `--logits-with-bias`. Same batches and the same network on both sides,
+    so the CLI equals the library exactly."""
+    import warnings
+
+    import torch
+
+    from fideval.features.inception import InceptionExtractor, seeded_random_state_dict
+    from fideval.metrics.inception_score import inception_score_from_images
+
+    sd = seeded_random_state_dict(2)
+    sd["fc.weight"] = sd["fc.weight"] * 50  # spread the softmax: the bias then matters
+    sd["fc.bias"] = sd["fc.bias"] * 30
+    weights = tmp_path / "w.pth"
+    torch.save(sd, weights)
+    rng = np.random.default_rng(5)
+    images = rng.integers(0, 256, (6, 16, 16, 3), dtype=np.uint8)
+    np.save(tmp_path / "imgs.npy", images)
+    argv = ["is", str(tmp_path / "imgs.npy"), "--splits", "2", "--weights", str(weights)]
+    argv += ["--num-workers", "0", "--no-progress", "--batch-size", "6", "--device", "cpu"]
+    plain = run_json(capsys, argv)
+    biased = run_json(capsys, [*argv, "--logits-with-bias"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ex = InceptionExtractor(2048, weights=weights, device="cpu")
+    kw = {"splits": 2, "batch_size": 6, "num_workers": 0}
+    lib = inception_score_from_images(images, extractor=ex, **kw)
+    lib_b = inception_score_from_images(images, extractor=ex, logits_bias=True, **kw)
+    assert plain["logits_bias"] is False and biased["logits_bias"] is True
+    assert "no bias" in plain["logits"] and "+ b" in biased["logits"]
+    assert plain["is"] == lib.value and plain["is_std"] == lib.std
+    assert biased["is"] == lib_b.value and biased["is_std"] == lib_b.std
+    assert plain["is"] != biased["is"]  # the flag reaches the network
+    assert plain["n"] == 6 and plain["classes"] == 1008
+
+    assert main(["is", str(tmp_path / "imgs.npy"), *argv[2:]]) == 0
+    assert "no fc bias" in capsys.readouterr().out
+
+
+def test_is_logits_with_bias_flag_needs_images(files, capsys):
+    assert main(["is", files["logits"], "--logits-with-bias"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "logits.npy: --logits-with-bias applies to images only" in err[0]

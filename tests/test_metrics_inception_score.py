@@ -60,3 +60,155 @@ def test_errors():
     bad[13, 1] = np.nan
     with pytest.raises(NonFiniteFeaturesError, match="first rows: 13"):
         inception_score(bad, splits=2)
+
+
+# --------------------------------------------------------------------------- from images
+#
+# The Inception Score of images is defined on z = pool3·Wᵀ, without the fc bias
+# (improved-gan's tf.matmul(pool3, w), torch-fidelity's and torchmetrics'
+# "logits_unbiased"). The reference below takes the pool3 features of a random-weight
+# FID Inception, multiplies them by W in float64 and does softmax / KL in numpy.
+
+N_IMAGES = 8
+LOG_C = float(np.log(1008))
+
+
+def _images() -> np.ndarray:
+    """8 small RGB images of different colours and stripe frequencies (uint8)."""
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (N_IMAGES, 1, 1, 3))
+    yy, xx = np.mgrid[0:24, 0:24]
+    freq = rng.uniform(0.1, 1.0, (N_IMAGES, 1, 1))
+    stripes = 0.5 + 0.5 * np.sin(freq * (xx + 2 * yy))
+    return (base * stripes[..., None]).clip(0, 255).astype(np.uint8)
+
+
+def naive_is_from_logits(z: np.ndarray, splits: int) -> np.ndarray:
+    """Per-split IS of float64 logits with plain numpy softmax and KL."""
+    z = z - z.max(axis=1, keepdims=True)
+    p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    n = len(p)
+    out = []
+    for s in range(splits):
+        part = p[s * n // splits : (s + 1) * n // splits]
+        py = part.mean(axis=0, keepdims=True)
+        kl = np.where(part > 0, part * (np.log(part) - np.log(py)), 0.0).sum(axis=1)
+        out.append(np.exp(kl.mean()))
+    return np.array(out)
+
+
+@pytest.fixture(scope="module")
+def random_inception(tmp_path_factory):
+    """A random FID Inception whose fc spreads these images over the classes.
+
+    Random convolutions give pool3 features that vary little between images, so the
+    fc weights W act on the 64 features that vary most (standardised), and the fc
+    bias b is large: IS with and without b then differ clearly. Returns the images,
+    the weights file, float64 pool3 features (same batch as the metric), W and b.
+    """
+    import warnings
+
+    import torch
+
+    from fideval.features.extract import feature_batches
+    from fideval.features.inception import InceptionExtractor, seeded_random_state_dict
+
+    images = _images()
+    sd = seeded_random_state_dict(7)
+    root = tmp_path_factory.mktemp("is-weights")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # not the official weights: expected here
+        torch.save(sd, root / "conv.pth")
+        ex = InceptionExtractor(2048, weights=root / "conv.pth", device="cpu")
+        feats = torch.cat(list(feature_batches(images, ex, batch_size=N_IMAGES, num_workers=0)))
+    f = feats.double()
+    cv = f.std(dim=0) / f.mean(dim=0).clamp_min(1e-12)
+    top = torch.topk(cv, 64).indices
+    g = torch.Generator().manual_seed(1)
+    w = torch.zeros(1008, 2048, dtype=torch.float64)
+    w[:, top] = 0.3 * torch.randn(1008, 64, generator=g, dtype=torch.float64) / f[:, top].std(0)
+    b = 3.0 * torch.randn(1008, generator=g, dtype=torch.float64)
+    sd["fc.weight"] = w.float()
+    sd["fc.bias"] = b.float()
+    torch.save(sd, root / "is.pth")
+    return {
+        "images": images,
+        "weights": root / "is.pth",
+        "pool3": feats.numpy().astype(np.float64),  # the float32 features, exactly
+        "W": sd["fc.weight"].numpy().astype(np.float64),
+        "b": sd["fc.bias"].numpy().astype(np.float64),
+    }
+
+
+def _extractor(weights):
+    import warnings
+
+    from fideval.features.inception import InceptionExtractor
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return InceptionExtractor(2048, weights=weights, device="cpu")
+
+
+def test_is_from_images_uses_logits_without_bias(random_inception):
+    """fideval's IS of images equals an independent pool3·Wᵀ + numpy reference.
+
+    Tolerance: fideval's logits are float32, the reference's float64. If every logit
+    moves by at most ε, each entropy H(p) and H(p̄) moves by at most 4ε·log C along
+    the path (|dH| ≤ 2ε·Σ p|log p + H| ≤ 4ε·H ≤ 4ε·log C), so mean KL = H(p̄) − mean
+    H(p) moves by at most 8ε·log C and IS relatively by expm1(8ε·log C). ε is the
+    largest measured logit difference on the same batch; it must itself be within
+    the float32 dot-product bound γ_d·(|p|·|W|ᵀ), which no fc bias (|b| ~ 3) is.
+    """
+    import torch
+
+    from fideval.data.images import iter_image_batches
+    from fideval.metrics.inception_score import inception_score_from_images
+
+    r = random_inception
+    ex = _extractor(r["weights"])
+    p, w, b = r["pool3"], r["W"], r["b"]
+    z_ref, zb_ref = p @ w.T, p @ w.T + b
+
+    (batch,) = list(iter_image_batches(r["images"], batch_size=N_IMAGES, num_workers=0))
+    z32 = ex.logits(batch).double().numpy()  # the default: no bias
+    zb32 = ex.logits(batch, bias=True).double().numpy()
+    u = 2.0**-24
+    gamma = 2048 * u / (1 - 2048 * u)
+    bound = gamma * (np.abs(p) @ np.abs(w).T) + u * np.abs(z_ref)
+    assert np.all(np.abs(z32 - z_ref) <= bound)
+    assert np.all(np.abs(zb32 - zb_ref) <= bound + u * (np.abs(b) + np.abs(zb_ref)))
+    assert np.abs(z32 - zb_ref).max() > 100 * bound.max()  # the default is not biased
+    torch.testing.assert_close(ex.features_and_logits(batch)[1], ex.logits(batch), rtol=0, atol=0)
+
+    splits = 2
+    for bias, z64, z32_ in ((False, z_ref, z32), (True, zb_ref, zb32)):
+        ref = naive_is_from_logits(z64, splits)
+        eps = float(np.abs(z32_ - z64).max())
+        tol = np.expm1(8 * eps * LOG_C) + 1e-12
+        kwargs = {"logits_bias": True} if bias else {}
+        res = inception_score_from_images(
+            r["images"], extractor=ex, splits=splits, batch_size=N_IMAGES, num_workers=0, **kwargs
+        )
+        np.testing.assert_allclose(res.values, ref, rtol=tol, atol=0)
+        assert res.value == pytest.approx(ref.mean(), rel=tol)
+        assert res.logits_bias is bias
+        assert res.as_dict()["logits_bias"] is bias
+        assert res.provenance["logits_bias"] is bias
+        assert res.provenance["n"] == N_IMAGES and res.provenance["classes"] == 1008
+        assert res.provenance["extractor"] == "inception-v3-fid"
+        assert ("+ b" in res.provenance["logits"]) is bias
+    # The bias moves the score far beyond the float32 tolerance.
+    gap = abs(
+        naive_is_from_logits(z_ref, splits).mean() / naive_is_from_logits(zb_ref, splits).mean() - 1
+    )
+    assert gap > 0.05
+    # Logits given directly carry no bias flag: they are used as given.
+    assert "logits_bias" not in inception_score(z_ref, splits=splits).as_dict()
+
+
+def test_is_from_images_rejects_a_non_boolean_bias(random_inception):
+    from fideval.metrics.inception_score import inception_score_from_images
+
+    with pytest.raises(FidevalError, match="logits_bias must be True or False, got 'yes'"):
+        inception_score_from_images(random_inception["images"], logits_bias="yes")

@@ -19,7 +19,11 @@ code says so with a comment starting ``FID:``. In short:
 Outputs, named by their size as in pytorch-fid's ``BLOCK_INDEX_BY_DIM``:
 64 (after the first max pool), 192 (after the second max pool), 768 (input of
 the auxiliary classifier, after ``Mixed_6e``), 2048 (final average pool), each
-averaged over space; and the 1008 logits (``fc`` of the 2048 features).
+averaged over space; and the 1008 classifier logits of the 2048 features in two
+forms: ``"logits_no_bias"`` = pool3·Wᵀ (what the Inception Score is defined on:
+the original improved-gan code, torch-fidelity and torchmetrics take
+``pool3 @ W`` without the fc bias) and ``"logits"`` = pool3·Wᵀ + b (the network's
+``fc`` layer, as pytorch-fid's torchvision model returns it).
 
 The input is an already preprocessed float tensor (B, 3, 299, 299) with values
 in [-1, 1]; see :mod:`fideval.features.preprocess`.
@@ -39,8 +43,12 @@ from ..errors import FidevalError
 
 #: Feature size -> index of the block that ends there (pytorch-fid's numbering).
 BLOCK_INDEX_BY_DIM = {64: 0, 192: 1, 768: 2, 2048: 3}
-#: Name of the classifier output in :meth:`FIDInceptionV3.forward`.
+#: Name of the classifier output in :meth:`FIDInceptionV3.forward`: ``fc`` with its
+#: bias, pool3·Wᵀ + b (the network's own output; pytorch-fid's torchvision model).
 LOGITS = "logits"
+#: Name of the bias-free classifier output, pool3·Wᵀ: the logits of the Inception
+#: Score (improved-gan's ``tf.matmul(pool3, w)``, torch-fidelity's ``logits_unbiased``).
+LOGITS_NO_BIAS = "logits_no_bias"
 NUM_LOGITS = 1008
 IMAGE_SIZE = 299
 EXTRACTOR_ID = "inception-v3-fid"
@@ -190,7 +198,8 @@ class FIDInceptionV3(nn.Module):
     """The FID Inception-v3 network; parameter names equal torchvision's / pytorch-fid's.
 
     :meth:`forward` returns a dict of the requested outputs (64, 192, 768, 2048,
-    ``"logits"``) and stops after the last block it needs. The module is put in
+    ``"logits"`` = pool3·Wᵀ + b, ``"logits_no_bias"`` = pool3·Wᵀ) and stops after
+    the last block it needs. The module is put in
     eval mode on construction and :meth:`train` refuses to leave it.
     """
 
@@ -232,10 +241,13 @@ class FIDInceptionV3(nn.Module):
         self, x: torch.Tensor, outputs: Iterable[int | str] = (2048,)
     ) -> dict[int | str, torch.Tensor]:
         wanted = set(outputs)
-        unknown = wanted - set(BLOCK_INDEX_BY_DIM) - {LOGITS}
+        unknown = wanted - set(BLOCK_INDEX_BY_DIM) - {LOGITS, LOGITS_NO_BIAS}
         if unknown:
             raise ValueError(f"unknown outputs {sorted(map(str, unknown))}")
-        last = 3 if LOGITS in wanted else max(BLOCK_INDEX_BY_DIM[d] for d in wanted)
+        if wanted & {LOGITS, LOGITS_NO_BIAS}:
+            last = 3
+        else:
+            last = max(BLOCK_INDEX_BY_DIM[d] for d in wanted)
         out: dict[int | str, torch.Tensor] = {}
 
         def pooled(t: torch.Tensor) -> torch.Tensor:
@@ -274,6 +286,9 @@ class FIDInceptionV3(nn.Module):
             out[2048] = pool3
         if LOGITS in wanted:
             out[LOGITS] = self.fc(pool3)
+        if LOGITS_NO_BIAS in wanted:
+            # The Inception Score's logits: the fc weights without the bias.
+            out[LOGITS_NO_BIAS] = F.linear(pool3, self.fc.weight)
         return out
 
 
@@ -318,6 +333,9 @@ class InceptionExtractor:
     ``extractor(images)`` maps a float tensor (B, 3, 299, 299) in [-1, 1] to
     float32 features (B, dims); :meth:`logits` gives the 1008 class logits (for
     the Inception Score) and :meth:`features_and_logits` both in one pass.
+    Logits are pool3·Wᵀ **without** the fc bias by default, the Inception Score's
+    definition (improved-gan, torch-fidelity, torchmetrics); ``logits_bias=True``
+    gives pool3·Wᵀ + b, the network's fc output.
 
     Parameters
     ----------
@@ -329,6 +347,8 @@ class InceptionExtractor:
         :meth:`provenance`); see :mod:`fideval.features.preprocess`.
     channels_last: use the channels-last memory format (default: on the CPU,
         where it is 1.6-1.8x faster than the contiguous layout, measured on 2 cores).
+    logits_bias: default of :meth:`logits` / :meth:`features_and_logits`: ``False``
+        (pool3·Wᵀ, the Inception Score's logits) or ``True`` (pool3·Wᵀ + b).
     """
 
     id = EXTRACTOR_ID
@@ -343,6 +363,7 @@ class InceptionExtractor:
         profile: str = "pytorch-fid",
         channels_last: bool | None = None,
         download: bool | None = None,
+        logits_bias: bool = False,
     ) -> None:
         from ..io.weights import load_state_dict, resolve_weights
         from .preprocess import get_profile
@@ -352,6 +373,7 @@ class InceptionExtractor:
                 f"Inception features have dims in {sorted(BLOCK_INDEX_BY_DIM)}, got {dims}"
             )
         self.dims = int(dims)
+        self.logits_bias = bool(logits_bias)
         self.profile = get_profile(profile).name
         self.device = _resolve_device(device)
         self.channels_last = self.device.type == "cpu" if channels_last is None else channels_last
@@ -411,13 +433,25 @@ class InceptionExtractor:
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         return self.forward(images, (self.dims,))[self.dims]
 
-    def logits(self, images: torch.Tensor) -> torch.Tensor:
-        """The 1008 logits (B, 1008) of the classifier on the 2048 features."""
-        return self.forward(images, (LOGITS,))[LOGITS]
+    def _logits_key(self, bias: bool | None) -> str:
+        return LOGITS if (self.logits_bias if bias is None else bias) else LOGITS_NO_BIAS
 
-    def features_and_logits(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.forward(images, (self.dims, LOGITS))
-        return out[self.dims], out[LOGITS]
+    def logits(self, images: torch.Tensor, *, bias: bool | None = None) -> torch.Tensor:
+        """The 1008 class logits (B, 1008), float32, of the pool3 features p (B, 2048).
+
+        ``bias=False``: p·Wᵀ, the Inception Score's logits; ``bias=True``: p·Wᵀ + b,
+        the fc layer's output; ``None`` (default): the extractor's ``logits_bias``.
+        """
+        key = self._logits_key(bias)
+        return self.forward(images, (key,))[key]
+
+    def features_and_logits(
+        self, images: torch.Tensor, *, bias: bool | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features (B, dims) and logits (B, 1008) of one pass; ``bias`` as in :meth:`logits`."""
+        key = self._logits_key(bias)
+        out = self.forward(images, (self.dims, key))
+        return out[self.dims], out[key]
 
     def provenance(self) -> dict[str, Any]:
         return {
