@@ -13,6 +13,7 @@ from fideval.metrics import (
     multimodality,
     text_motion_matching,
 )
+from fideval.metrics.replicate import replicate
 
 
 def naive_matching(t, m, pool, top_k):
@@ -111,12 +112,32 @@ def test_suite_keys_and_determinism(emb):
     a = motion_suite(t, m, gt, mm, diversity_times=100, mm_times=10, seed=3)
     b = motion_suite(t, m, gt, mm, diversity_times=100, mm_times=10, seed=3)
     assert a == b
-    assert set(a) == {"r_precision", "matching_score", "fid", "diversity", "multimodality"}
+    assert set(a) == {
+        "r_precision",
+        "matching_score",
+        "fid",
+        "diversity",
+        "multimodality",
+        "warnings",
+    }
     assert len(a["r_precision"]) == 3
     assert "multimodality" not in motion_suite(t, m, gt, diversity_times=100)
     # turning on the shuffle does not move the Diversity draw
     c = motion_suite(t, m, gt, mm, diversity_times=100, mm_times=10, seed=3, shuffle=True)
     assert c["diversity"] == a["diversity"]
+
+
+def test_suite_passes_fid_warnings_through():
+    """256 generated motions in d = 512: the FID is rank-deficient, and the suite says so."""
+    rng = np.random.default_rng(5)
+    t, m = rng.normal(size=(256, 512)), rng.normal(size=(256, 512))
+    gt = rng.normal(size=(600, 512))
+    out = motion_suite(t, m, gt, diversity_times=100)
+    assert any(w.startswith("FID: N=256 ≤ d=512 on side 1") for w in out["warnings"])
+    assert motion_suite(t[:64, :16], m[:64, :16], gt[:, :16], diversity_times=30)["warnings"] == []
+    # replicate() summarises the metrics and leaves the words alone
+    summary = replicate(lambda i, r: motion_suite(t, m, gt, diversity_times=100, seed=i), 2)
+    assert "warnings" not in summary and "fid" in summary
 
 
 def test_errors(emb):

@@ -92,6 +92,35 @@ def feature_batches(
         yield (feats, logits) if with_logits else feats
 
 
+class FeatureSink:
+    """Keeps the feature batches of a stream on the CPU while they fit in ``max_bytes``.
+
+    The exact features route of the Fréchet kernel needs the features themselves; past
+    the budget the sink drops what it holds and the statistics alone are used.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = int(max_bytes)
+        self._parts: list[torch.Tensor] = []
+        self._bytes = 0
+        self.overflowed = False
+
+    def add(self, batch: torch.Tensor) -> None:
+        if self.overflowed:
+            return
+        self._bytes += batch.numel() * batch.element_size()
+        if self._bytes > self.max_bytes:
+            self.overflowed, self._parts = True, []
+            return
+        self._parts.append(batch.detach().to("cpu", copy=True))
+
+    def array(self) -> Any:
+        """The features as one (N, d) numpy array, or None past the budget or when empty."""
+        if self.overflowed or not self._parts:
+            return None
+        return torch.cat(self._parts).numpy()
+
+
 def stats_from_images(
     source: Any,
     extractor: Any | None = None,
@@ -104,12 +133,13 @@ def stats_from_images(
     dims: int = 2048,
     weights: str | Path | None = None,
     profile: str = "pytorch-fid",
+    sink: FeatureSink | None = None,
 ) -> tuple[GaussianStats, dict[str, Any]]:
     """Streaming statistics of the features of ``source``; returns (stats, provenance).
 
     ``extractor`` defaults to the FID Inception built from ``dims``, ``weights``,
     ``device`` and ``profile`` (ignored when an extractor is given). Statistics
-    accumulate in float64 on the extractor's device.
+    accumulate in float64 on the extractor's device. A ``sink`` also keeps the features.
     """
     if extractor is None:
         extractor = make_extractor(dims=dims, weights=weights, device=device, profile=profile)
@@ -118,6 +148,8 @@ def stats_from_images(
     with dist_.collective_guard("image statistics"):  # each rank reads its shard
         for feats in feature_batches(stream, extractor):
             stats.update(feats)  # type: ignore[arg-type]
+            if sink is not None:
+                sink.add(feats)  # type: ignore[arg-type]
     stats = dist_.all_reduce_stats(stats)
     meta = make_provenance(
         **extractor.provenance(),

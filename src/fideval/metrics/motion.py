@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from ..errors import FidevalError
-from ..frechet import frechet_from_features
+from ..frechet import FrechetResult, frechet_from_features
 from ._distances import as_features, check_same_dim
 
 
@@ -175,12 +175,20 @@ def multimodality(
     return float(torch.linalg.vector_norm(x[:, a] - x[:, b], dim=2).mean())
 
 
-def motion_fid(motion: Any, gt: Any, *, names: tuple[str, str] = ("motion", "gt")) -> float:
-    """FID between generated and ground-truth motion embeddings (Gaussian fits, ddof=1)."""
+def motion_fid_details(
+    motion: Any, gt: Any, *, names: tuple[str, str] = ("motion", "gt")
+) -> FrechetResult:
+    """FID between generated and ground-truth motion embeddings (Gaussian fits, ddof=1),
+    by the exact features route, with the kernel's diagnostics and warnings."""
     x = _f64(motion, names[0], min_rows=2)
     g = _f64(gt, names[1], min_rows=2)
     check_same_dim(x, g, *names)
-    return float(frechet_from_features(x, g).value)
+    return frechet_from_features(x, g)
+
+
+def motion_fid(motion: Any, gt: Any, *, names: tuple[str, str] = ("motion", "gt")) -> float:
+    """FID between generated and ground-truth motion embeddings (Gaussian fits, ddof=1)."""
+    return motion_fid_details(motion, gt, names=names).value
 
 
 def motion_suite(
@@ -200,7 +208,8 @@ def motion_suite(
     """All protocol metrics for one replication.
 
     Returns ``{"r_precision": [top-1..top-k], "matching_score", "fid",
-    "diversity"}`` plus ``"multimodality"`` when ``mm`` is given. FID and
+    "diversity", "warnings"}`` plus ``"multimodality"`` when ``mm`` is given;
+    ``warnings`` lists the Fréchet kernel's warnings (e.g. N ≤ d) in words. FID and
     Diversity use all rows of ``motion``; R-precision and Matching Score the
     complete pools. ``seed`` spawns independent streams for the shuffle,
     Diversity and MultiModality, so turning one on does not move the others.
@@ -212,6 +221,7 @@ def motion_suite(
             f"{tuple(motion.shape)}; expected (num_texts, num_repeats, d) with the same d"
         )
     s_shuffle, s_div, s_mm = np.random.SeedSequence(seed).spawn(3)
+    fid = motion_fid_details(motion, gt, names=(nm["motion"], nm["gt"]))
     match = text_motion_matching(
         text,
         motion,
@@ -224,11 +234,12 @@ def motion_suite(
     out: dict[str, Any] = {
         "r_precision": [float(v) for v in match.r_precision],
         "matching_score": match.matching_score,
-        "fid": motion_fid(motion, gt, names=(nm["motion"], nm["gt"])),
+        "fid": fid.value,
         "diversity": diversity(
             motion, times=diversity_times, seed=np.random.default_rng(s_div), name=nm["motion"]
         ),
     }
+    out["warnings"] = [f"FID: {w}" for w in fid.warnings]
     if mm is not None:
         out["multimodality"] = multimodality(
             mm, times=mm_times, seed=np.random.default_rng(s_mm), name=nm["mm"]

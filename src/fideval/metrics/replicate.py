@@ -220,9 +220,10 @@ def replicate(
         raise FidevalError("no replications to summarise")
     if not isinstance(results[0], Mapping):
         return {"value": summarize(results, name="value", confidence=confidence)}
-    keys = list(results[0].keys())
+    # "warnings" (lists of words, e.g. from motion_suite) are not metrics: not summarised.
+    keys = [k for k in results[0] if k != "warnings"]
     for i, res in enumerate(results):
-        if not isinstance(res, Mapping) or set(res.keys()) != set(keys):
+        if not isinstance(res, Mapping) or set(res.keys()) - {"warnings"} != set(keys):
             got = sorted(res.keys()) if isinstance(res, Mapping) else type(res).__name__
             raise FidevalError(
                 f"replication {i} returned {got}; expected the keys {sorted(keys)} of replication 0"
