@@ -178,4 +178,6 @@ def test_reference_checkpoints_survive_sigkill(tmp_path, server):
     assert _rel(rec.mu, truth.mu) < 1e-12 and _rel(rec.sigma, truth.sigma) < 1e-12
     assert rec.meta["cache_key"] == truth.meta["cache_key"]
     assert consumed_seen, "no checkpoint survived a kill: the delays are too short"
-    print(f"{KILLS} kills; {len(set(consumed_seen))} checkpoints seen, last at {max(consumed_seen)} images; cache done after kill {finished_at}")
+    print(
+        f"{KILLS} kills; {len(set(consumed_seen))} checkpoints seen, last at {max(consumed_seen)} images; cache done after kill {finished_at}"
+    )

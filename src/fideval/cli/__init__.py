@@ -5,7 +5,8 @@ Each subcommand lives in its own module of this package and exposes
 ``func(args) -> int`` as its default. Modules are discovered by name, so adding
 a subcommand is adding a file. No logic lives here: user errors
 (:class:`~fideval.errors.FidevalError`) become one line on stderr and exit
-status 2.
+status 2, and every warning shown while a subcommand runs is one line
+``fideval: warning: <message>`` (the library itself raises ordinary warnings).
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ import argparse
 import importlib
 import pkgutil
 import sys
+import warnings
 from collections.abc import Sequence
 
 from .._version import __version__
 from ..errors import FidevalError
+from ._common import error_line, show_warning
 
 EXIT_USER_ERROR = 2
 
@@ -39,12 +42,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand; returns its exit status (2 for a user error, 130 on Ctrl-C).
+
+    While it runs, :func:`warnings.showwarning` prints one plain line per warning; the
+    previous hook (and the warning filters) are restored on return, so calling
+    ``main`` from Python or from tests leaves the process as it was.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = show_warning
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args) or 0)
     except FidevalError as exc:
-        print(f"fideval {args.command}: error: {exc}", file=sys.stderr)
+        print(f"fideval {args.command}: error: {error_line(exc)}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print(f"fideval {args.command}: interrupted", file=sys.stderr)

@@ -1,4 +1,14 @@
-"""Helpers shared by subcommands: JSON printing and common flags."""
+"""Helpers shared by subcommands: flags, JSON printing, one-line messages, early checks.
+
+Messages: every warning the CLI shows is one line ``fideval: warning: <message>`` on
+stderr (:func:`show_warning` is installed as :func:`warnings.showwarning` while a
+subcommand runs; :func:`warn` prints a result's own warnings the same way).
+
+Early checks (:func:`check_stats_output`, :func:`check_image_inputs`,
+:func:`build_extractor`): whatever can be known to fail is checked before any image is
+read — the output path, empty folders, the weights file — so a mistake costs a second,
+not the hours of an extraction.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +16,65 @@ import argparse
 import json
 import math
 import sys
-from typing import Any
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, TextIO
+
+from ..errors import FidevalError
+
+WARNING_PREFIX = "fideval: warning: "
+
+
+def one_line(text: object) -> str:
+    """``text`` with every run of whitespace (newlines included) collapsed to one space."""
+    return " ".join(str(text).split())
+
+
+def error_line(exc: BaseException) -> str:
+    """An error as one line.
+
+    When the message quotes its cause's multi-line text (a library's paragraph of
+    advice, as torch gives for an unreadable file), only the cause's first line is
+    kept; then all whitespace is collapsed.
+    """
+    text = str(exc)
+    cause = exc.__cause__ or exc.__context__
+    if cause is not None:
+        inner = str(cause)
+        if "\n" in inner.strip() and inner in text:
+            first = next((ln for ln in inner.splitlines() if ln.strip()), "")
+            text = text.replace(inner, first.strip())
+    return one_line(text)
+
+
+def warn(message: object, file: TextIO | None = None) -> None:
+    """Print one warning as the single line ``fideval: warning: <message>`` (stderr)."""
+    print(WARNING_PREFIX + one_line(message), file=file or sys.stderr)
+
+
+def warn_all(messages: Iterable[object]) -> None:
+    """:func:`warn` each message (a FrechetResult's or an estimate's ``warnings``)."""
+    for m in messages:
+        warn(m)
+
+
+def show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """A :func:`warnings.showwarning` replacement: one plain line, no source path or code.
+
+    Python's default shows ``file.py:123: UserWarning: ...`` and the source line, which
+    tells a CLI user nothing; the library keeps raising ordinary warnings.
+    """
+    try:
+        warn(message, file)
+    except (OSError, ValueError):  # stderr closed: a warning must never end the run
+        pass
 
 
 def positive_int(text: str) -> int:
@@ -129,13 +197,86 @@ def image_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def report_fid(result: Any, args: argparse.Namespace, **extra: Any) -> None:
-    """Print a FrechetResult: one JSON object with --json, else the number and warnings."""
+    """Print a FrechetResult: the number (or one JSON object with --json) on stdout.
+
+    Its warnings go to stderr as ``fideval: warning:`` lines in both modes (and stay in
+    the JSON's ``warnings`` list).
+    """
     if getattr(args, "json", False):
         print_json({**result.to_dict(), **extra})
-        return
-    print(f"FID: {result.value:.6f}")
-    for w in result.warnings:
-        print(f"warning: {w}", file=sys.stderr)
+    else:
+        print(f"FID: {result.value:.6f}")
+    warn_all(result.warnings)
+
+
+# --------------------------------------------------------------------------- early checks
+
+
+def check_stats_output(path: str) -> Path:
+    """Check an output statistics path before the work: ``.npz``, in a writable folder.
+
+    The folder may not exist yet if it can be created (nothing is created here).
+    """
+    from ..io.atomic import check_writable
+
+    target = Path(path)
+    if target.suffix != ".npz":
+        raise FidevalError(
+            f"{path}: statistics files must end in .npz (pytorch-fid and fideval read "
+            f"only .npz); e.g. {target.with_suffix('.npz') if target.name else 'out.npz'}"
+        )
+    return check_writable(target)
+
+
+def check_output_folder(path: str) -> Path:
+    """Check that ``path`` is a folder, or can be created, and files can be written in it."""
+    from ..io.atomic import check_writable
+
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise FidevalError(f"{path}: exists and is not a folder; expected an output folder")
+    check_writable(folder / "probe")
+    return folder
+
+
+def check_image_inputs(*paths: str) -> None:
+    """Refuse an image folder without a single image file, before any network is loaded.
+
+    Uses the image stage's own rule (extensions, hidden files skipped), and stops at the
+    first image found, so a full folder costs almost nothing.
+    """
+    from ..data.images import IMAGE_EXTENSIONS
+
+    for path in paths:
+        root = Path(path)
+        if not root.is_dir():
+            continue
+        found = any(
+            p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file()
+            for p in root.rglob("*")
+        )
+        if not found:
+            exts = ", ".join(sorted(e[1:] for e in IMAGE_EXTENSIONS))
+            raise FidevalError(f"no image files in folder {path} (searched recursively for {exts})")
+
+
+def build_extractor(args: argparse.Namespace) -> Any:
+    """The FID Inception extractor of the image flags, built once, before any image is read.
+
+    Building it resolves and loads the weights, so a missing or unreadable ``--weights``
+    file is reported before the extraction starts. Any error is one line naming the
+    weights file (the loader's own message, without a library's multi-line text).
+    """
+    from ..features.extract import make_extractor
+
+    try:
+        return make_extractor(
+            dims=args.dims, weights=args.weights, device=args.device, profile=args.profile
+        )
+    except FidevalError as exc:
+        if "\n" not in str(exc):
+            raise
+        raise FidevalError(error_line(exc)) from exc
 
 
 def add_force_flag(parser: argparse.ArgumentParser) -> None:

@@ -31,6 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..train.demo import main_echo, run_demo
 
+    _common.check_output_folder(args.out)  # before minutes of training, not after
     run_demo(
         args.out,
         steps=args.steps,

@@ -9,7 +9,6 @@ batch as if from a sampler, stopping once the chosen estimate's 95% half-width i
 from __future__ import annotations
 
 import argparse
-import sys
 
 from ..data.features import iter_feature_chunks, open_features
 from ..estimate import ESTIMATES, AdaptiveEstimator, FidEstimate, estimate_fid
@@ -97,8 +96,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def report(result: FidEstimate, args: argparse.Namespace) -> None:
+    """The table (or one JSON object with --json); warnings as one line each on stderr."""
     if args.json:
         _common.print_json(result.to_dict())
+        _common.warn_all(result.warnings)
         return
     m = "unknown" if result.m is None else str(result.m)
     print(f"N = {result.n} generated samples ({result.groups} groups), M = {m} reference")
@@ -114,5 +115,4 @@ def report(result: FidEstimate, args: argparse.Namespace) -> None:
         print(f"{label:<22}{result.value(name):>12.4f}  [{lo:.4f}, {hi:.4f}]")
     print(f"samples used: {result.n_used} ({result.stopped_because})")
     print(f"method: {result.method}")
-    for w in result.warnings:
-        print(f"warning: {w}", file=sys.stderr)
+    _common.warn_all(result.warnings)

@@ -59,8 +59,10 @@ def run(args: argparse.Namespace) -> int:
             "both must come from the same evaluator"
         )
 
+    warned: list[str] = []  # the suite's warnings, each once, in order
+
     def one(seed: int) -> dict[str, Any]:
-        return motion_suite(
+        out = motion_suite(
             text,
             motion,
             gt,
@@ -73,6 +75,11 @@ def run(args: argparse.Namespace) -> int:
             seed=seed,
             names=names,
         )
+        # Warnings (e.g. N < d for the FID) are text, not a metric to average.
+        for w in out.pop("warnings", None) or ():
+            if str(w) not in warned:
+                warned.append(str(w))
+        return out
 
     if args.replications is None:
         out = one(args.seed)
@@ -86,10 +93,12 @@ def run(args: argparse.Namespace) -> int:
         out["replications"] = {k: s.as_dict() for k, s in summary.items()}
     out["pool"] = args.pool
     out["seed"] = args.seed
+    out["warnings"] = warned
     if args.json:
         _common.print_json(out)
     else:
         _print(out)
+    _common.warn_all(warned)
     return 0
 
 

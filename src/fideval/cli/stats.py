@@ -6,7 +6,7 @@ import argparse
 
 from .. import distributed
 from ..io.statsfile import save_stats
-from ..pipeline import stats_from_path
+from ..pipeline import path_kind, stats_from_path
 from . import _common
 
 
@@ -25,8 +25,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Check the output path, the input and the weights; then stream and save.
+
+    Nothing is read or extracted before the output is known to be writable (a ``.npz``
+    in a folder that exists or can be created) and an image folder holds an image.
+    """
+    _common.check_stats_output(args.output)
+    kind = path_kind(args.path)
+    if kind == "images":
+        _common.check_image_inputs(args.path)
     distributed.init_from_env(args.device)  # under torchrun: each rank reads its share
-    stats, meta = stats_from_path(args.path, **_common.image_options(args))
+    options = _common.image_options(args)
+    if kind == "images":  # after init: under torchrun the network goes to this rank's GPU
+        options["extractor"] = _common.build_extractor(args)
+    stats, meta = stats_from_path(args.path, **options)
     if not distributed.is_main_process():
         return 0
     out = save_stats(args.output, stats, meta)
