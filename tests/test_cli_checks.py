@@ -204,6 +204,23 @@ def test_fid_with_an_empty_folder_refused_before_extraction(
     assert f"no image files in folder {empty}" in _one_error_line(err, "fid")
 
 
+@pytest.mark.parametrize("command", ["kid", "prdc"])
+def test_sample_metrics_check_both_sides_before_extracting(
+    tmp_path, folder, feats, capsys, no_images, command
+):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _, err = _cli(capsys, command, folder, empty, "--weights", "nope")
+    assert code == 2 and f"no image files in folder {empty}" in _one_error_line(err, command)
+    ref = tmp_path / "ref.npz"
+    _stats_file(ref, 5, {})
+    code, _, err = _cli(capsys, command, folder, ref, "--weights", "nope")
+    assert code == 2
+    assert f"{ref}: a statistics file holds only mean and covariance" in _one_error_line(
+        err, command
+    )
+
+
 # --------------------------------------------------------------------------- statistics vs images
 
 

@@ -38,7 +38,7 @@ def error_line(exc: BaseException) -> str:
     kept; then all whitespace is collapsed.
     """
     text = str(exc)
-    cause = exc.__cause__ or exc.__context__
+    cause = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
     if cause is not None:
         inner = str(cause)
         if "\n" in inner.strip() and inner in text:
@@ -298,8 +298,25 @@ def add_sample_metric_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def sample_pair(args: argparse.Namespace, a: str, b: str) -> tuple[Any, Any]:
-    """The two sample sets (features, or images through the FID Inception) of a metric."""
-    from ..pipeline import features_from_path
+    """The two sample sets (features, or images through the FID Inception) of a metric.
 
+    Checked before any image is read: both paths' kinds (a statistics file, which these
+    metrics cannot use, fails at once), empty image folders and the weights. The network
+    is built once for both sides.
+    """
+    from ..pipeline import features_from_path, path_kind
+
+    kinds = [path_kind(a), path_kind(b)]
     options = image_options(args)
-    return features_from_path(a, **options), features_from_path(b, **options)
+    if "images" in kinds:
+        check_image_inputs(*(p for p, k in zip((a, b), kinds, strict=True) if k == "images"))
+    # Cheap sides first: a statistics file is refused and a features file memory-mapped
+    # before the other side's images are extracted.
+    order = sorted(range(2), key=lambda i: kinds[i] == "images")
+    out: list[Any] = [None, None]
+    extractor = None
+    for i in order:
+        if kinds[i] == "images" and extractor is None:
+            extractor = build_extractor(args)
+        out[i] = features_from_path((a, b)[i], **options, extractor=extractor)
+    return out[0], out[1]
