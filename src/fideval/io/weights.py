@@ -360,3 +360,171 @@ def state_dict_sha256(state: Mapping[str, Any]) -> str:
         h.update(f"{key}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- TorchScript archives
+
+_STORAGE_DTYPES = {
+    "FloatStorage": "float32",
+    "HalfStorage": "float16",
+    "BFloat16Storage": "bfloat16",
+    "DoubleStorage": "float64",
+    "LongStorage": "int64",
+    "IntStorage": "int32",
+    "ShortStorage": "int16",
+    "CharStorage": "int8",
+    "ByteStorage": "uint8",
+    "BoolStorage": "bool",
+}
+
+
+class _ScriptObject:
+    """Stand-in for a TorchScript object (``__torch__.…``): holds its pickled state only."""
+
+    qualname = "?"
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+
+def read_torchscript_tensors(path: str | Path) -> dict[str, Any]:
+    """The tensors of a TorchScript archive by dotted attribute name, without running it.
+
+    A TorchScript file is a zip holding ``<root>/data.pkl`` (the module tree, pickled:
+    each module an object of a ``__torch__.…`` class whose state is a dict of its
+    attributes), its tensors' bytes in ``<root>/data/<key>`` and the TorchScript code
+    in ``<root>/code/``. This reads ``data.pkl`` with an unpickler that resolves only
+    tensor rebuilding (``torch._utils._rebuild_tensor_v2``, ``_rebuild_parameter``),
+    storage types, ``collections.OrderedDict``, TorchScript's typed-list helpers and
+    plain builtins; every ``__torch__`` class becomes an inert stand-in. No code of
+    the archive is compiled or run (``torch.jit.load`` would compile it).
+
+    Returns ``{"visual.conv1.weight": tensor, …}`` for every tensor-valued attribute
+    of every module (parameters and buffers; TorchScript keeps no other tensor
+    attributes), each in its stored dtype on the CPU.
+    """
+    import io
+    import pickle
+    import zipfile
+
+    import torch
+
+    p = Path(path)
+    try:
+        zf = zipfile.ZipFile(p)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise FidevalError(f"{p} is not a TorchScript archive (not a zip file: {exc})") from None
+    with zf:
+        names = zf.namelist()
+        pkls = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
+        if not pkls:
+            raise FidevalError(f"{p} is a zip without <root>/data.pkl: not a TorchScript archive")
+        root = pkls[0][: -len("data.pkl")]
+        if root + "byteorder" in names:
+            order = zf.read(root + "byteorder").decode("ascii", "replace").strip()
+            if order != "little":
+                raise FidevalError(f"{p}: tensors stored {order}-endian; only little supported")
+        storages: dict[str, Any] = {}
+
+        def storage_dtype(name: str) -> Any:
+            return getattr(torch, _STORAGE_DTYPES[name])
+
+        def load_storage(pid: Any) -> Any:
+            if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
+                raise FidevalError(f"{p}: unexpected persistent id {str(pid)[:80]} in data.pkl")
+            _, dtype, key, _location, numel = pid
+            if not isinstance(dtype, torch.dtype):
+                raise FidevalError(f"{p}: storage {key} has no known dtype ({dtype!r})")
+            if key not in storages:
+                member = f"{root}data/{key}"
+                itemsize = torch.empty((), dtype=dtype).element_size()
+                buf = bytearray(numel * itemsize)
+                try:
+                    with zf.open(member) as f:
+                        view, got = memoryview(buf), 0
+                        while got < len(buf):
+                            n = f.readinto(view[got:])
+                            if not n:
+                                break
+                            got += n
+                except KeyError:
+                    raise FidevalError(f"{p}: tensor data {member} is missing") from None
+                if got < len(buf):
+                    raise FidevalError(
+                        f"{p}: tensor data {member} has {got} bytes, expected {len(buf)} "
+                        "(truncated archive?)"
+                    )
+                flat = torch.frombuffer(buf, dtype=torch.uint8) if buf else torch.empty(0)
+                storages[key] = flat.view(dtype) if buf else torch.empty(0, dtype=dtype)
+            return storages[key]
+
+        def rebuild_tensor(storage, offset, size, stride, *_rest):  # type: ignore[no-untyped-def]
+            return torch.as_strided(storage, tuple(size), tuple(stride), int(offset))
+
+        def rebuild_parameter(data, *_rest):  # type: ignore[no-untyped-def]
+            return data
+
+        def same(x, *_rest):  # type: ignore[no-untyped-def]
+            return x
+
+        classes: dict[str, type] = {}
+
+        class Unpickler(pickle.Unpickler):
+            def find_class(self, module: str, name: str) -> Any:
+                if module == "__torch__" or module.startswith("__torch__."):
+                    qual = f"{module}.{name}"
+                    if qual not in classes:
+                        classes[qual] = type(name, (_ScriptObject,), {"qualname": qual})
+                    return classes[qual]
+                if module == "torch._utils" and name == "_rebuild_tensor_v2":
+                    return rebuild_tensor
+                if module == "torch._utils" and name == "_rebuild_parameter":
+                    return rebuild_parameter
+                if module == "torch" and name in _STORAGE_DTYPES:
+                    return storage_dtype(name)
+                if module == "torch.jit._pickle" and (
+                    name.startswith("build_") or name == "restore_type_tag"
+                ):
+                    return same
+                if module == "collections" and name == "OrderedDict":
+                    from collections import OrderedDict
+
+                    return OrderedDict
+                if module == "builtins" and name in ("dict", "list", "tuple", "set", "int",
+                                                     "float", "bool", "str"):
+                    import builtins
+
+                    return getattr(builtins, name)
+                raise FidevalError(
+                    f"{p}: data.pkl needs the global {module}.{name}; only TorchScript "
+                    "module objects and tensors are read (no code from the archive is run)"
+                )
+
+            def persistent_load(self, pid: Any) -> Any:
+                return load_storage(pid)
+
+        try:
+            top = Unpickler(io.BytesIO(zf.read(pkls[0]))).load()
+        except FidevalError:
+            raise
+        except Exception as exc:
+            raise FidevalError(
+                f"{p}: cannot read {pkls[0]} ({type(exc).__name__}: {_one_line(str(exc))})"
+            ) from None
+
+    out: dict[str, Any] = {}
+
+    def walk(obj: Any, prefix: str) -> None:
+        state = getattr(obj, "state", None)
+        if not isinstance(state, dict):
+            return
+        for attr, value in state.items():
+            if isinstance(value, torch.Tensor):
+                out[prefix + str(attr)] = value
+            elif isinstance(value, _ScriptObject):
+                walk(value, f"{prefix}{attr}.")
+
+    if not isinstance(top, _ScriptObject):
+        raise FidevalError(f"{p}: data.pkl holds a {type(top).__name__}, not a TorchScript module")
+    walk(top, "")
+    return out
