@@ -306,34 +306,40 @@ def load_state_dict(path: str | Path) -> dict[str, Any]:
 
     import torch
 
+    if is_torchscript_archive(path):  # torch.load would hand it to torch.jit.load
+        raise FidevalError(
+            f"weights file {path} is a TorchScript archive, not a state dict; its tensors "
+            "are read by the extractor that expects one (clip-vitl14-336), never by running "
+            "its code"
+        )
     try:
         state = torch.load(Path(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        text = str(exc)
-        if "Weights only load failed" in text:
-            import re
+        import re
 
-            m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
-            what = f" (it needs {m.group(1)})" if m else ""
+        text = " ".join(str(exc).split())
+        m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+        if m:
             raise FidevalError(
-                f"weights file {path} holds Python objects other than tensors{what}; "
-                "fideval reads weights with torch.load(weights_only=True) and does not "
-                "unpickle arbitrary objects: save a plain state dict of tensors"
+                f"weights file {path} holds Python objects other than tensors (it needs "
+                f"{m.group(1)}); fideval reads weights with torch.load(weights_only=True) and "
+                "does not unpickle arbitrary objects: save a plain state dict of tensors"
             ) from None
+        m = re.search(r"WeightsUnpickler error: (.*?)(?: Check the documentation|$)", text)
+        detail = _one_line(m.group(1)) if m and m.group(1).strip() else _one_line(str(exc))
         raise FidevalError(
-            f"weights file {path} is not a PyTorch weights file ({_one_line(text)})"
+            f"weights file {path} is not a PyTorch weights file (torch.load: {detail})"
         ) from None
+    except OSError as exc:
+        raise FidevalError(f"cannot read weights file {path}: {_one_line(str(exc))}") from None
     except Exception as exc:
-        if is_torchscript_archive(path):
-            raise FidevalError(
-                f"weights file {path} is a TorchScript archive, not a state dict; "
-                "its tensors are read by the extractor that expects one (e.g. "
-                "clip-vitl14-336), never by running its code"
-            ) from None
-        kind = type(exc).__name__
+        what = type(exc).__name__
+        if isinstance(exc, EOFError):
+            what = "empty or truncated"
+        elif _one_line(str(exc)):
+            what += ": " + _one_line(str(exc))
         raise FidevalError(
-            f"weights file {path} is not a PyTorch weights file "
-            f"(torch.load: {kind}: {_one_line(str(exc))})"
+            f"weights file {path} is not a PyTorch weights file (torch.load: {what})"
         ) from None
     if not isinstance(state, dict):
         raise FidevalError(f"weights file {path} holds a {type(state).__name__}, not a state dict")
