@@ -32,7 +32,7 @@ import fideval.cli
 from fideval.train.reference import compute_reference_stats
 
 #: The reference dataset of the ``ref`` task: size, batch size.
-REF_IMAGES = 12000
+REF_IMAGES = 4000
 REF_BATCH = 10
 
 

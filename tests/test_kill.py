@@ -81,9 +81,9 @@ class Server:
         self.log.close()
 
 
-@pytest.fixture
-def server(tmp_path):
-    s = Server(tmp_path / "server.log")
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    s = Server(tmp_path_factory.mktemp("kill") / "server.log")
     yield s
     s.close()
 
@@ -116,7 +116,7 @@ def test_cli_stats_file_survives_sigkill(tmp_path, server):
     first, seen, orphans = 0, set(), 0
     for _ in range(KILLS):
         status = server.run_killed(
-            f"cli {out} {first} {' '.join(feats)}", delays.uniform(0.02, 0.6)
+            f"cli {out} {first} {' '.join(feats)}", delays.uniform(0.02, 0.4)
         )
         assert status == -signal.SIGKILL  # the loop never ends on its own
         first += 7
