@@ -38,6 +38,15 @@ def recipe_checkpoint(dataset: str) -> dict:
     return ckpt
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Small GRU batches: one thread is faster than several on a shared CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module", params=["humanml", "kit"])
 def case(request):
     ds = request.param

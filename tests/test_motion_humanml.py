@@ -21,12 +21,20 @@ CAPTIONS = [
 
 
 def write_dataset(
-    root: Path, dataset: str = "humanml", *, clips: int = 40, seed: int = 0
+    root: Path,
+    dataset: str = "humanml",
+    *,
+    clips: int = 40,
+    seed: int = 0,
+    max_len: int = 200,
+    special: bool = True,
 ) -> dict[str, np.ndarray]:
     """A folder in HumanML3D's layout; returns the raw motions by name.
 
-    Clip 0 is too short, clip 1 too long, clip 2 has a whole-motion caption and
-    a 3 s segment, clip 3 only segments; the others 1-3 whole-motion captions.
+    With ``special``, clip 0 is too short, clip 1 too long, clip 2 has a
+    whole-motion caption and a 3 s segment, clip 3 only segments; the others
+    (all clips without ``special``) have lengths in [min_length, max_len) and
+    1-3 whole-motion captions.
     """
     rng = np.random.default_rng(seed)
     spec = DATASETS[dataset]
@@ -34,17 +42,16 @@ def write_dataset(
     (root / "texts").mkdir()
     motions = {}
     names = []
+    fixed = {0: spec.min_length - 1, 1: 200, 2: 190, 3: 180} if special else {}
     for i in range(clips):
         name = f"{i:06d}"
-        n = {0: spec.min_length - 1, 1: 200, 2: 190, 3: 180}.get(
-            i, int(rng.integers(spec.min_length, 200))
-        )
+        n = fixed.get(i, int(rng.integers(spec.min_length, max_len)))
         m = (rng.standard_normal((n, spec.dim_pose)) * 2 + 1).astype(np.float32)
         np.save(root / "new_joint_vecs" / f"{name}.npy", m)
         motions[name] = m
-        if i == 2:
+        if i == 2 and special:
             lines = [CAPTIONS[0] + "#0.0#0.0", CAPTIONS[1] + "#1.0#4.0"]
-        elif i == 3:
+        elif i == 3 and special:
             lines = [CAPTIONS[1] + "#0.5#3.5", CAPTIONS[2] + "#2.0#2.5"]  # the second: 10 frames
         else:
             k = int(rng.integers(1, 4))

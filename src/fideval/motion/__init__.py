@@ -5,9 +5,12 @@
 * :class:`WordVectorizer` — captions' ``word/POS`` tokens as the evaluator's
   inputs (GloVe vectors, POS one-hots, the VIP classes);
 * :class:`MotionTextSource` — a HumanML3D / KIT-ML split drawn as the protocol
-  draws it (random captions and crops, evaluator normalization, zero padding).
+  draws it (random captions and crops, evaluator normalization, zero padding);
+* :func:`evaluate` — the protocol's replications on a generator, summarised
+  with t-intervals (and the protocol's interval), optionally until a tolerance.
 """
 
+from .evaluate import GroundTruthGenerator, MotionEvalResult, evaluate
 from .evaluator import T2MEvaluator, random_checkpoint
 from .humanml import (
     DATASETS,
@@ -25,10 +28,13 @@ __all__ = [
     "VIP_WORDS",
     "Caption",
     "DatasetSpec",
+    "GroundTruthGenerator",
+    "MotionEvalResult",
     "MotionTextBatch",
     "MotionTextSource",
     "T2MEvaluator",
     "WordVectorizer",
+    "evaluate",
     "load_mean_std",
     "parse_caption_line",
     "random_checkpoint",

@@ -35,6 +35,7 @@ distribution, not draw for draw.
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -328,6 +329,24 @@ class MotionTextSource:
                 f"clips need {self.spec.min_length} ≤ frames < {self.spec.max_source_length}"
             )
         self.clips.sort(key=lambda c: (c.length, c.name))
+        self._fingerprint = ""
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 of everything a draw depends on: dataset constants, clips (names,
+        frames, captions), the evaluator mean/std and the word vectors."""
+        if not self._fingerprint:
+            h = hashlib.sha256()
+            h.update(repr(self.spec).encode())
+            h.update(self.mean.tobytes() + self.std.tobytes())
+            h.update(self.vectorizer.sha256.encode())
+            for c in self.clips:
+                h.update(f"{c.name}:{c.motion.shape}".encode())
+                h.update(np.ascontiguousarray(c.motion).tobytes())
+                for cap in c.captions:
+                    h.update(repr((cap.text, cap.tokens)).encode())
+            self._fingerprint = h.hexdigest()
+        return self._fingerprint
 
     def _ok_length(self, n: int) -> bool:
         if n < self.spec.min_length:

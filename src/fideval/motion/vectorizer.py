@@ -29,6 +29,7 @@ dicts, strings and numbers: any pickled class or function is refused.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import math
 import pickle
@@ -218,6 +219,18 @@ class WordVectorizer:
             raise FidevalError(f"{at}the vocabulary has no {UNK!r} word (unknown words need it)")
         self.dim = int(v.shape[1])
         self._vec = table
+        self._sha256 = ""
+
+    @property
+    def sha256(self) -> str:
+        """SHA-256 over the sorted vocabulary and its vectors (float32): what changes the inputs."""
+        if not self._sha256:
+            h = hashlib.sha256()
+            for w in sorted(self._vec):
+                h.update(w.encode() + b"\0")
+                h.update(self._vec[w].tobytes())
+            self._sha256 = h.hexdigest()
+        return self._sha256
 
     @classmethod
     def from_dir(cls, glove_dir: str | Path, prefix: str = "our_vab") -> WordVectorizer:
