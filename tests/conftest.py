@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import socket
+
 import numpy as np
 import pytest
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback now (the OS picks it), for a launcher's rendezvous."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def random_spd(rng: np.random.Generator, d: int, cond: float = 10.0) -> np.ndarray:

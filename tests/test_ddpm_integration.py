@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import free_port
+
 pytest.importorskip("denoising_diffusion_pytorch")
 pytest.importorskip("sklearn")
 
@@ -111,7 +113,7 @@ def test_trainer_under_accelerate_two_processes(digit_folder, tmp_path):
         "--dynamo_backend",
         "no",
         "--main_process_port",
-        "29521",
+        str(free_port()),
         str(ROOT / "examples" / "denoising_diffusion_pytorch_trainer.py"),
         *example_args(digit_folder, results, samples=150),
     ]

@@ -11,6 +11,7 @@ import pytest
 import torch.multiprocessing as mp
 
 import dist_workers as W
+from conftest import free_port
 from fideval import distributed as fd
 from fideval.frechet import frechet_details
 from fideval.stats import GaussianStats, GroupedStats
@@ -119,7 +120,7 @@ def test_evaluator_identical_records_on_both_ranks(tmp_path):
     assert [json.loads(line)["step"] for line in lines] == [2, 4, 6]
 
 
-def run_fideval(args: list[str], *, nproc: int = 1, port: int = 29517):
+def run_fideval(args: list[str], *, nproc: int = 1):
     """``python -m fideval ARGS``, under torchrun with ``nproc`` processes when > 1."""
     import subprocess
     import sys
@@ -133,7 +134,7 @@ def run_fideval(args: list[str], *, nproc: int = 1, port: int = 29517):
             "--nproc_per_node",
             str(nproc),
             "--master_port",
-            str(port),
+            str(free_port()),
             "-m",
             "fideval",
         ]
@@ -151,7 +152,6 @@ def test_torchrun_stats_equals_single_process(tmp_path):
     r = run_fideval(
         ["stats", str(tmp_path / "f.npy"), "-o", str(tmp_path / "dist.npz"), "--no-progress"],
         nproc=2,
-        port=29517,
     )
     assert r.stdout.count("wrote") == 1  # only rank 0 writes and prints
     from fideval.io.statsfile import load_stats
@@ -189,7 +189,7 @@ def test_torchrun_image_folder_stats_equal_single_process(tmp_path):
         "cpu",
     ]
     run_fideval([*common, "-o", str(tmp_path / "s.npz")])
-    run_fideval([*common, "-o", str(tmp_path / "d.npz")], nproc=2, port=29518)
+    run_fideval([*common, "-o", str(tmp_path / "d.npz")], nproc=2)
     from fideval.io.statsfile import load_stats
 
     a, b = load_stats(tmp_path / "s.npz"), load_stats(tmp_path / "d.npz")
