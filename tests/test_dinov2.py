@@ -286,3 +286,18 @@ def test_offline_lookup_names_the_file_url_and_edm2_folder(tmp_path, monkeypatch
     assert "https://dl.fbaipublicfiles.com/dinov2/dinov2_vitl14/dinov2_vitl14_pretrain.pth" in msg
     assert str(tmp_path / "home" / ".cache" / "dnnlib" / "torch_hub" / "checkpoints") in msg
     assert str(tmp_path / "torch" / "hub" / "checkpoints") in msg
+
+
+def test_full_float32_switches_off_cudnn_tf32_only_inside():
+    from fideval.features._vit import full_float32
+
+    before = torch.backends.cudnn.allow_tf32
+    try:
+        torch.backends.cudnn.allow_tf32 = True
+        with full_float32(torch.device("cuda")):  # constructing the device needs no GPU
+            assert torch.backends.cudnn.allow_tf32 is False
+        assert torch.backends.cudnn.allow_tf32 is True
+        with full_float32(torch.device("cpu")):
+            assert torch.backends.cudnn.allow_tf32 is True
+    finally:
+        torch.backends.cudnn.allow_tf32 = before

@@ -11,7 +11,8 @@ a float image and its PNG give the same features.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -104,3 +105,23 @@ def self_attention(
     q, k, v = qkv.unbind(0)
     y = F.scaled_dot_product_attention(q, k, v)
     return F.linear(y.transpose(1, 2).reshape(b, n, c), out_weight, out_bias)
+
+
+@contextmanager
+def full_float32(device: torch.device) -> Iterator[None]:
+    """On CUDA, switch off cuDNN's TF32 convolutions (PyTorch's default is on) for the block.
+
+    The reference implementations are compared in float32; a TF32 patch
+    embedding (10-bit mantissa) would move features by ~1e-3 relative. Matmuls
+    follow ``torch.get_float32_matmul_precision()`` (default ``"highest"``: full
+    float32), which is left to the user. No effect on the CPU.
+    """
+    if device.type != "cuda":
+        yield
+        return
+    previous = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = previous

@@ -17,7 +17,8 @@ of its state dict)::
 
 QuickGELU is ``x·σ(1.702x)``, the activation CLIP was trained with; the exact
 (erf) GELU of open_clip's plain ``ViT-L-14-336`` config moves the embeddings by
-≈1 % and is not the protocol. Computation is float32 (OpenAI's ``clip.load``
+≈1 % and is not the protocol. Computation is float32, on CUDA with cuDNN's TF32
+convolutions off (:func:`fideval.features._vit.full_float32`) (OpenAI's ``clip.load``
 runs fp16 on a GPU; the original CMMD converts the weights to float32 numpy
 and so does this module).
 
@@ -62,7 +63,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import FidevalError
-from ._vit import as_uint8_rgb, normalize, pil_bicubic_batch, self_attention
+from ._vit import as_uint8_rgb, full_float32, normalize, pil_bicubic_batch, self_attention
 
 __all__ = [
     "CLIP_EXTRACTOR_ID",
@@ -432,7 +433,7 @@ class CLIPExtractor(nn.Module):
 
     def forward(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
         """L2-normalized embeddings (B, 768) float32 of uint8 / [0, 1] images of any size."""
-        with torch.inference_mode():
+        with torch.inference_mode(), full_float32(self.device):
             f = self.net(self.preprocess(images)).float()
             return F.normalize(f, dim=-1)
 

@@ -72,7 +72,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import FidevalError
-from ._vit import as_uint8_rgb, normalize, pil_bicubic_batch, self_attention
+from ._vit import as_uint8_rgb, full_float32, normalize, pil_bicubic_batch, self_attention
 
 __all__ = [
     "DINOV2_ARCHS",
@@ -217,7 +217,9 @@ class DINOv2ViT(nn.Module):
     (B, width) — the CLS token after the final LayerNorm.
     """
 
-    def __init__(self, depth: int, dim: int, num_heads: int, pretrain_grid: int = PRETRAIN_GRID):
+    def __init__(
+        self, depth: int, dim: int, num_heads: int, pretrain_grid: int = PRETRAIN_GRID
+    ) -> None:
         super().__init__()
         self.dim = dim
         self.num_heads = num_heads
@@ -349,7 +351,8 @@ class DINOv2Extractor(nn.Module):
         ``FIDEVAL_OFFLINE`` is set).
 
     The module stays in eval mode and runs under ``torch.inference_mode()`` in
-    float32. Attributes: ``id``, ``dims``, ``profile``, ``image_size`` (224),
+    float32 (on CUDA with cuDNN's TF32 convolutions off for the patch embedding).
+    Attributes: ``id``, ``dims``, ``profile``, ``image_size`` (224),
     ``weights_sha256``, ``weights_path`` (``None`` for a dict).
     """
 
@@ -430,13 +433,13 @@ class DINOv2Extractor(nn.Module):
 
     def preprocess(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
         """The network input of this extractor's profile, (B, 3, 224, 224) on its device."""
-        if isinstance(images, torch.Tensor):
-            images = images.to(self.device)
+        if isinstance(images, torch.Tensor) and self.profile == "edm2":
+            images = images.to(self.device)  # resize on the device (PIL runs on the CPU)
         return preprocess_dinov2(images, self.profile).to(self.device)
 
     def forward(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
         """CLS features (B, dims) float32 of uint8 or [0, 1] float images of any size."""
-        with torch.inference_mode():
+        with torch.inference_mode(), full_float32(self.device):
             x = self.preprocess(images)
             return self.net(x).float()
 
