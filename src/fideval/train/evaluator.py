@@ -41,7 +41,12 @@ from ..errors import FidevalError
 from ..estimate import AdaptiveEstimator, FidEstimate, estimate_fid
 from ..stats import GroupedStats
 from .hygiene import evaluation_mode, isolated_rng
-from .reference import ReferenceStats, compute_reference_stats, extractor_provenance
+from .reference import (
+    ReferenceStats,
+    compute_reference_stats,
+    extractor_provenance,
+    resolve_reference,
+)
 from .samplers import as_image_sampler, check_images
 from .schedule import Clock, EveryNSteps, Plan, Schedule, WallClockBudget
 
@@ -130,7 +135,8 @@ class FIDEvaluator:
     ) -> None:
         self.model = ema if ema is not None else sampler
         self._draw = as_image_sampler(self.model)
-        self._reference_input = reference
+        # Resolved and checked now, not at the first evaluation hours into training.
+        self._reference_input = resolve_reference(reference)
         self.extractor = extractor
         self.schedule = schedule or EveryNSteps(1000)
         self.batch_size = int(batch_size)
@@ -200,8 +206,7 @@ class FIDEvaluator:
             evaluation_mode(self.model, self.extractor),
             torch.inference_mode(),
         ):
-            images = check_images(self._draw(self.batch_size), 0, self.batch_size)
-            self.extractor(images)
+            self._draw_features(self.batch_size, 0)  # the evaluation's own path and device
         spent = time.perf_counter() - t0
         self.probe_seconds = spent
         self.eval_seconds += spent
@@ -395,6 +400,29 @@ class FIDEvaluator:
             "last_eval_step": self._last_eval_step,
             "records": [r.to_dict() for r in self.records],
         }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Inverse of :meth:`state_dict`: resume budget accounting and records."""
+        missing = {
+            "train_seconds",
+            "eval_seconds",
+            "seconds_per_sample",
+            "last_eval_step",
+            "records",
+        } - set(state)
+        if missing:
+            raise FidevalError(
+                f"FIDEvaluator.load_state_dict: missing key(s) {sorted(missing)}; expected the "
+                f"dictionary FIDEvaluator.state_dict() returns"
+            )
+        self.train_seconds = float(state["train_seconds"])
+        self.eval_seconds = float(state["eval_seconds"])
+        sps = state["seconds_per_sample"]
+        self.seconds_per_sample = None if sps is None else float(sps)
+        self._probed = self.seconds_per_sample is not None
+        self._last_eval_step = state["last_eval_step"]
+        self.records = [EvalRecord(**r) for r in state["records"]]
+        self.best = min(self.records, key=lambda r: r.fid, default=None)
 
     def provenance(self) -> dict[str, Any]:
         return extractor_provenance(self.extractor)

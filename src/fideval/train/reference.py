@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from .. import distributed as dist_
+from ..data.images import image_array_key, is_image_array_file, list_image_files, load_image_file
 from ..errors import FidevalError
 from ..frechet import FrechetReference
 from ..io.atomic import atomic_write
@@ -115,7 +116,49 @@ class DatasetImages:
         return [int(s) for s in self._item(0).shape[1:]] if len(self) else []
 
 
+class _ImageFolder:
+    """The images of a folder (recursive, sorted) as a dataset of uint8 (C, H, W) tensors."""
+
+    def __init__(self, folder: str | os.PathLike[str]) -> None:
+        self.folder = Path(folder)
+        self.files = list_image_files(self.folder)
+        if not self.files:
+            raise FidevalError(f"reference folder {self.folder} holds no images")
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return torch.from_numpy(np.array(load_image_file(self.files[i]))).permute(2, 0, 1)
+
+
+def _load_image_array(path: Path) -> np.ndarray:
+    """The images of an array file as (N, H, W, C); (N, H, W) integer arrays are grayscale."""
+    key = image_array_key(path)
+    if key == "":
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    else:
+        with np.load(path, allow_pickle=False) as z:
+            arr = z[key]
+    return np.asarray(arr)[..., None] if arr.ndim == 3 else np.asarray(arr)
+
+
 def as_image_source(reference: Any) -> TensorImages | DatasetImages:
+    """Images of a reference: a tensor/array, a folder or image-array file, or a dataset."""
+    if isinstance(reference, TensorImages | DatasetImages):
+        return reference
+    if isinstance(reference, str | os.PathLike):
+        path = Path(reference)
+        if path.is_dir():
+            return DatasetImages(_ImageFolder(path))
+        if not path.exists():
+            raise FidevalError(f"reference {path}: no such file or folder")
+        if path.suffix in (".npy", ".npz") and is_image_array_file(path):
+            return as_image_source(_load_image_array(path))
+        raise FidevalError(
+            f"reference {path}: expected a statistics .npz, an image folder or an image array "
+            f"file (.npy/.npz, N×H×W×C uint8)"
+        )
     if isinstance(reference, torch.Tensor):
         return TensorImages(reference)
     if isinstance(reference, np.ndarray):
@@ -129,6 +172,24 @@ def as_image_source(reference: Any) -> TensorImages | DatasetImages:
         f"reference: expected a statistics file, a tensor/array of images or an indexable "
         f"dataset, got {type(reference).__name__}"
     )
+
+
+def resolve_reference(reference: Any) -> StatsRecord | TensorImages | DatasetImages:
+    """A reference checked at once: a statistics file is loaded (and validated), images
+    are resolved into a source with at least 2 images."""
+    if isinstance(reference, StatsRecord):
+        return reference
+    if isinstance(reference, str | os.PathLike) and str(reference).endswith(".npz"):
+        try:
+            images = is_image_array_file(reference)
+        except FidevalError:  # unreadable: load_stats names the problem
+            images = False
+        if not images:
+            return load_stats(reference)
+    source = as_image_source(reference)
+    if len(source) < 2:
+        raise FidevalError(f"reference: need at least 2 images, got {len(source)}")
+    return source
 
 
 # --------------------------------------------------------------------------- cache
@@ -228,10 +289,12 @@ def compute_reference_stats(
         return ReferenceStats(
             reference, FrechetReference(reference.mu, reference.sigma, reference.n)
         )
-    if isinstance(reference, str | os.PathLike) and str(reference).endswith(".npz"):
-        rec = load_stats(reference)
-        return ReferenceStats(rec, FrechetReference(rec.mu, rec.sigma, rec.n))
-    source = as_image_source(reference)
+    reference = resolve_reference(reference)
+    if isinstance(reference, StatsRecord):
+        return ReferenceStats(
+            reference, FrechetReference(reference.mu, reference.sigma, reference.n)
+        )
+    source = reference
     total = len(source) if n is None else int(n)
     if total > len(source):
         raise FidevalError(

@@ -13,12 +13,35 @@ from dataclasses import dataclass
 
 from ..errors import FidevalError
 
+MODES = ("fixed", "adaptive", "full")
+
+
+def check_mode(owner: str, mode: str, tolerance: float | None) -> None:
+    """A known mode, and a positive tolerance exactly when the mode is adaptive."""
+    if mode not in MODES:
+        raise FidevalError(f"{owner}: unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+    if mode == "adaptive" and (tolerance is None or not tolerance > 0):
+        raise FidevalError(
+            f"{owner}: mode='adaptive' draws samples until the interval half-width is within "
+            f"tolerance, so it needs a tolerance > 0 (FID units), got {tolerance!r}"
+        )
+
+
+def check_positive(owner: str, **values: float) -> None:
+    for name, value in values.items():
+        if not value >= 1:
+            raise FidevalError(f"{owner}: {name} must be ≥ 1, got {value!r}")
+
 
 @dataclass(frozen=True)
 class Plan:
     mode: str  # "fixed", "adaptive" or "full"
     n: int  # samples (fixed / full) or the cap (adaptive)
     tolerance: float | None = None
+
+    def __post_init__(self) -> None:
+        check_mode("Plan", self.mode, self.tolerance)
+        check_positive("Plan", n=self.n)
 
 
 @dataclass(frozen=True)
@@ -60,10 +83,8 @@ class EveryNSteps(Schedule):
     tolerance: float | None = None
 
     def __post_init__(self) -> None:
-        if self.every < 1:
-            raise FidevalError(f"EveryNSteps: every must be ≥ 1, got {self.every}")
-        if self.mode not in ("fixed", "adaptive", "full"):
-            raise FidevalError(f"EveryNSteps: unknown mode {self.mode!r}")
+        check_positive("EveryNSteps", every=self.every, n=self.n)
+        check_mode("EveryNSteps", self.mode, self.tolerance)
 
     def plan(self, clock: Clock) -> Plan | None:
         if clock.step < self.start or clock.step % self.every:
@@ -88,6 +109,15 @@ class Staged(Schedule):
     tolerance: float = 1.0
     max_samples: int = 20_000
     full_n: int = 50_000
+
+    def __post_init__(self) -> None:
+        check_positive("Staged", every=self.every, max_samples=self.max_samples, full_n=self.full_n)
+        check_mode("Staged", "adaptive", self.tolerance)
+        if self.full_from < self.start:
+            raise FidevalError(
+                f"Staged: full_from={self.full_from} is before start={self.start}; expected "
+                f"start ≤ full_from"
+            )
 
     def plan(self, clock: Clock) -> Plan | None:
         if clock.step < self.start or clock.step % self.every:
@@ -119,10 +149,20 @@ class WallClockBudget(Schedule):
     max_samples: int = 20_000
     min_interval: int = 1
     mode: str = "fixed"
+    tolerance: float | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.fraction < 1:
             raise FidevalError(f"WallClockBudget: fraction must be in (0, 1), got {self.fraction}")
+        check_positive(
+            "WallClockBudget", min_samples=self.min_samples, min_interval=self.min_interval
+        )
+        if self.max_samples < self.min_samples:
+            raise FidevalError(
+                f"WallClockBudget: max_samples={self.max_samples} < min_samples="
+                f"{self.min_samples}; expected min_samples ≤ max_samples"
+            )
+        check_mode("WallClockBudget", self.mode, self.tolerance)
 
     def credit(self, clock: Clock) -> float:
         return self.fraction * clock.train_seconds - clock.eval_seconds
@@ -139,7 +179,7 @@ class WallClockBudget(Schedule):
         n = self.affordable(clock)
         if n < self.min_samples:
             return None
-        return Plan(self.mode, min(n, self.max_samples))
+        return Plan(self.mode, min(n, self.max_samples), self.tolerance)
 
     def describe(self) -> str:
         return (
