@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import itertools
 import json
 import random
 
@@ -151,21 +153,129 @@ def test_budget_schedule_keeps_fraction():
     assert sched.plan(Clock(10, 50.0, 4.5, 0.01, None)) is None  # credit spent
 
 
-def test_budget_evaluator_stays_within_fraction(real, tmp_path):
-    import time
+class FakeTime:
+    """Stands in for the ``time`` module inside the evaluator: a clock that moves only when
+    told, so the budget logic is tested on exact numbers, whatever the machine's speed."""
 
-    ev = make(
-        real, tmp_path, schedule=WallClockBudget(fraction=0.2, min_samples=100, max_samples=400)
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class ClockedModel(FakeModel):
+    """A generator whose sampling costs ``cost(call)`` fake seconds per sample."""
+
+    def __init__(self, clock: FakeTime, cost) -> None:
+        super().__init__()
+        self.clock, self.cost, self.calls = clock, cost, 0
+
+    def sample(self, batch_size: int) -> torch.Tensor:
+        self.clock.advance(batch_size * self.cost(self.calls))
+        self.calls += 1
+        return super().sample(batch_size)
+
+
+def _budget_run(real, tmp_path, monkeypatch, cost, steps, **schedule):
+    """``steps`` training steps of exactly 1 fake second each, under a WallClockBudget."""
+    clock = FakeTime()
+    monkeypatch.setattr(importlib.import_module("fideval.train.evaluator"), "time", clock)
+    model = ClockedModel(clock, cost)
+    ev = FIDEvaluator(
+        model,
+        real,
+        TinyExtractor(),
+        schedule=WallClockBudget(**schedule),
+        batch_size=50,
+        groups=4,
+        cache_dir=tmp_path / "cache",
+        log=lambda m: None,
     )
-    _ = ev.reference
-    for s in range(1, 40):
-        time.sleep(0.02)  # "training"
-        ev.step(s)
-    assert ev.records, "the budget should allow some evaluations"
-    # Overshoot is at most one evaluation's cost above the budget line.
-    # Overshoot is at most one evaluation's (or the timing probe's) cost.
-    worst = max([r.seconds for r in ev.records] + [ev.probe_seconds])
-    assert ev.eval_seconds <= 0.2 * ev.train_seconds + worst + 1e-6
+    trace = []  # after each step: (train s, eval s, record or None)
+    for s in range(1, steps + 1):
+        clock.advance(1.0)  # "training"
+        rec = ev.step(s)
+        trace.append((ev.train_seconds, ev.eval_seconds, rec))
+    return ev, trace
+
+
+def test_budget_with_a_known_cost_is_spent_exactly(real, tmp_path, monkeypatch):
+    """A sample costs c = 2⁻¹⁰ s, a step 1 s, fraction ¼ (all exact in binary): the probe
+    (one batch of 50) costs 50c; from step 2 on, each step's ¼ s of credit buys 256 samples
+    (206 the first time, after the probe); evaluation time is never training time."""
+    c = 2.0**-10
+    ev, trace = _budget_run(
+        real, tmp_path, monkeypatch, lambda i: c, 30, fraction=0.25, min_samples=100,
+        max_samples=400,
+    )  # fmt: skip
+    assert ev.probe_seconds == 50 * c
+    assert [r.step for r in ev.records] == list(range(2, 31))
+    assert [r.n for r in ev.records] == [206] + [256] * 28
+    assert all(r.seconds == r.n * c for r in ev.records)
+    for s, (train, spent, _) in enumerate(trace, start=1):
+        assert train == s - 1  # 1 s per step, evaluations excluded
+        assert spent == (0.25 * train if s >= 2 else 50 * c)  # the budget, no overshoot
+
+
+@pytest.mark.parametrize(
+    "cost, expect_n",
+    [
+        (2.0**-8, None),  # ¼ s buys 64 < min_samples: every other step, credit saved up
+        (2.0**-12, 400),  # ¼ s buys 1024 > max_samples: capped, credit left unspent
+    ],
+)
+def test_budget_never_overshoots_a_known_cost_and_wastes_none(
+    real, tmp_path, monkeypatch, cost, expect_n
+):
+    lo, hi, f = 100, 400, 0.25
+    ev, trace = _budget_run(
+        real, tmp_path, monkeypatch, lambda i: cost, 40, fraction=f, min_samples=lo,
+        max_samples=hi,
+    )  # fmt: skip
+    assert len(ev.records) >= 10
+    for train, spent, rec in trace[1:]:
+        assert spent <= f * train  # the cost per sample is exact, so no overshoot at all
+        left = f * train - spent
+        # Credit that would buy min_samples is spent at once (unless the cap stopped it).
+        assert left < lo * cost or (rec is not None and rec.n == hi)
+    for rec in ev.records:
+        assert lo <= rec.n <= hi and rec.seconds == rec.n * cost
+        if expect_n is not None:
+            assert rec.n == expect_n
+    if expect_n is None:  # 64 samples of credit a step: evaluations are spaced out
+        assert all(b.step - a.step >= 2 for a, b in itertools.pairwise(ev.records))
+
+
+def test_budget_overshoot_is_at_most_one_evaluation_when_the_sampler_slows(
+    real, tmp_path, monkeypatch
+):
+    """The sampler becomes 4× slower after its 40th batch: evaluations planned at the old
+    speed overshoot, each by less than its own cost, training pays the excess back, and
+    once the new speed is measured the budget is again spent exactly."""
+    c = 2.0**-10
+    ev, trace = _budget_run(
+        real, tmp_path, monkeypatch, lambda i: c if i < 40 else 4 * c, 60, fraction=0.25,
+        min_samples=50, max_samples=2000,
+    )  # fmt: skip
+    last_cost, prev_excess, overshoots = ev.probe_seconds, None, 0
+    for train, spent, rec in trace:
+        excess = spent - 0.25 * train
+        if rec is not None:
+            last_cost = rec.seconds
+            overshoots += excess > 0
+        elif prev_excess is not None:
+            assert excess < prev_excess  # without an evaluation, training pays it back
+        assert excess <= last_cost  # never more than the last evaluation (or probe) cost
+        prev_excess = excess
+    assert overshoots >= 1  # the slowdown did cause an overshoot
+    # Once the new speed is measured, each step's ¼ s buys 64 slow samples, spent exactly.
+    assert [r.n for r in ev.records[:6]] == [206] + [256] * 5  # before the slowdown
+    assert [r.n for r in ev.records[-40:]] == [64] * 40
+    assert [spent - 0.25 * train for train, spent, _ in trace[-40:]] == [0.0] * 40
 
 
 def test_staged_schedule():
