@@ -146,19 +146,35 @@ def test_features_path_equals_statistics_path(rng):
     assert stat == pytest.approx(exact, rel=1e-9)
 
 
-def test_cached_reference_equals_direct(rng):
+def scipy_frechet(m1, s1, m2, s2) -> float:
+    """Independent float64 reference: scipy's sqrtm on the symmetric form √Σ1 Σ2 √Σ1."""
+    from scipy import linalg
+
+    r1 = linalg.sqrtm(s1).real
+    inner = r1 @ s2 @ r1
+    tr_sqrt = np.trace(linalg.sqrtm(0.5 * (inner + inner.T)).real)
+    return float(np.sum((m1 - m2) ** 2) + np.trace(s1) + np.trace(s2) - 2 * tr_sqrt)
+
+
+def test_reference_reused_for_many_comparisons_matches_scipy(rng):
+    """One factored reference, compared with several sets in turn (the factor is reused):
+    each value equals scipy's symmetric-form FD, by both the statistics and features routes.
+    The covariances are well conditioned (d=30 from 300-400 samples), so both sides are
+    float64 round-off apart: 1e-10 relative leaves several orders of magnitude of margin."""
     d = 30
-    y = rng.standard_normal((400, d))
-    ref = FrechetReference(y.mean(0), np.cov(y, rowvar=False), n=400)
-    for _ in range(3):
-        x = rng.standard_normal((300, d)) * rng.uniform(0.5, 2)
-        direct = frechet_details(
-            x.mean(0), np.cov(x, rowvar=False), y.mean(0), np.cov(y, rowvar=False)
-        )
-        cached = ref.compare(x.mean(0), np.cov(x, rowvar=False))
-        assert cached.value == pytest.approx(direct.value, rel=1e-12)
-        # Features route (exact, n×r SVD) agrees with the statistics route.
-        assert ref.compare_features(x).value == pytest.approx(direct.value, rel=1e-9)
+    y = rng.standard_normal((400, d)) @ random_spd(rng, d, cond=10.0) + 0.5
+    mu_r, sigma_r = y.mean(0), np.cov(y, rowvar=False)
+    ref = FrechetReference(mu_r, sigma_r, n=400)
+    for scale in (0.5, 1.0, 2.0, 1.0):
+        x = rng.standard_normal((300, d)) * scale
+        mu, sigma = x.mean(0), np.cov(x, rowvar=False)
+        expected = scipy_frechet(mu, sigma, mu_r, sigma_r)
+        assert ref.compare(mu, sigma).value == pytest.approx(expected, rel=1e-10)
+        assert ref.compare(mu, sigma, n=300).value == pytest.approx(expected, rel=1e-10)
+        assert ref.compare_features(x).value == pytest.approx(expected, rel=1e-10)
+    # FD is symmetric: the reference on the other side gives the same number.
+    other = FrechetReference(mu, sigma)
+    assert other.compare(mu_r, sigma_r).value == pytest.approx(expected, rel=1e-10)
 
 
 def test_factor_is_computed_once(rng, monkeypatch):
