@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import pickle
 
 import numpy as np
 import pytest
@@ -67,13 +68,26 @@ def test_large_mean_small_spread_stays_exact(rng):
     assert frechet_details(s.mean, s.cov, x.mean(0, dtype=np.float64), ref).value < 1e-9
 
 
-def test_memory_is_independent_of_n(rng):
+def test_retained_memory_is_independent_of_n():
+    """Stream 200 000 rows (25.6 MB of float64) in batches of 100: what the accumulator
+    holds (everything reachable from it, measured by pickling it) stays within the d×d
+    sums plus one buffer of BUFFER_ROWS rows at every N, and the result is still exact."""
+    d, b, batches = 16, 100, 2000
+    buffer_rows = GaussianStats.BUFFER_ROWS + b  # a flush happens once ≥ BUFFER_ROWS wait
+    bound = 8 * (d * d + 2 * d + buffer_rows * d) + 16_384  # + pickle's per-object headers
     s = GaussianStats()
-    for _ in range(20):
-        s.update(rng.standard_normal((100, 4)))
-    state = s.state_dict()
-    assert state["mean"].shape == (4,) and state["m2"].shape == (4, 4)
-    assert s.n == 2000
+    sizes = {}
+    rng = np.random.default_rng(0)
+    for i in range(1, batches + 1):
+        s.update(rng.standard_normal((b, d)) * 3 + 7)
+        if i % 37 == 0 or i == batches:
+            sizes[s.n] = len(pickle.dumps(s))
+    assert s.n == batches * b
+    assert max(sizes.values()) <= bound, sizes
+    assert batches * b * d * 8 > 100 * bound  # what was fed is 100× what may be kept
+    x = np.random.default_rng(0).standard_normal((batches, b, d)).reshape(-1, d) * 3 + 7
+    assert rel_err(s.mean, x.mean(0)) < 1e-12
+    assert rel_err(s.cov, np.cov(x, rowvar=False)) < 1e-12
 
 
 def test_state_dict_round_trip(rng):
@@ -85,6 +99,9 @@ def test_state_dict_round_trip(rng):
     s.update(x)
     assert t.n == s.n == 100
     assert rel_err(t.cov, s.cov) < 1e-13
+    both = np.concatenate([x, x])
+    assert rel_err(t.cov, np.cov(both, rowvar=False)) < 1e-12
+    assert rel_err(t.mean, both.mean(0)) < 1e-12
 
 
 def test_update_leaves_the_callers_array_untouched(rng):
