@@ -91,6 +91,7 @@ def test_unaugmented_reference_is_deterministic(digit_folder):
     assert (a == b).all()  # no random flip
 
 
+@pytest.mark.slow
 def test_trainer_under_accelerate_two_processes(digit_folder, tmp_path):
     """`accelerate launch --num_processes 2`: the Trainer evaluates on its main process only;
     fideval's scorer runs locally there, so nothing hangs, and N and M are exact."""

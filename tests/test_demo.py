@@ -9,6 +9,7 @@ import pytest
 pytest.importorskip("sklearn")
 
 
+@pytest.mark.slow
 def test_demo_quick(tmp_path, capsys):
     from fideval.cli import main
 

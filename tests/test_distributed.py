@@ -59,6 +59,7 @@ def rel(a, b):
     return float(np.abs(a - b).max() / np.abs(b).max())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("world", [2, 3])
 def test_all_reduce_equals_single_process(tmp_path, world):
     x = W.data()
@@ -76,6 +77,7 @@ def test_all_reduce_equals_single_process(tmp_path, world):
     assert sum(b - a for a, b in ranges) == len(x)
 
 
+@pytest.mark.slow
 def test_grouped_merge_across_ranks(tmp_path):
     x = W.data(n=211)
     single = GroupedStats(4)
@@ -87,12 +89,14 @@ def test_grouped_merge_across_ranks(tmp_path):
             assert rel(cov, single.group(g).cov) < 1e-12
 
 
+@pytest.mark.slow
 def test_a_failing_rank_fails_all_ranks_loudly(tmp_path):
     res = spawn("error", 2, tmp_path)
     assert res[1]["error"] == "ValueError: rank one broke"
     assert "rank(s) 1 failed" in res[0]["error"]
 
 
+@pytest.mark.slow
 def test_evaluator_identical_records_on_both_ranks(tmp_path):
     res = spawn("evaluator", 2, tmp_path)
     a, b = res[0]["records"], res[1]["records"]
@@ -146,6 +150,7 @@ def run_fideval(args: list[str], *, nproc: int = 1):
     return r
 
 
+@pytest.mark.slow
 def test_torchrun_stats_equals_single_process(tmp_path):
     x = W.data(n=1001, d=6)
     np.save(tmp_path / "f.npy", x)
@@ -161,6 +166,7 @@ def test_torchrun_stats_equals_single_process(tmp_path):
     assert rel(rec.sigma, np.cov(x, rowvar=False)) < 1e-12
 
 
+@pytest.mark.slow
 def test_torchrun_image_folder_stats_equal_single_process(tmp_path):
 
     import torch
@@ -199,6 +205,7 @@ def test_torchrun_image_folder_stats_equal_single_process(tmp_path):
     )  # float32 network, batch split differs
 
 
+@pytest.mark.slow
 def test_main_process_only_evaluation_with_local_only(tmp_path):
     res = spawn("local_only", 2, tmp_path)
     assert res[0] == {"n": 403, "m": 301} and res[1] == {}
