@@ -73,13 +73,13 @@ def bench_network(weights: Path, folder: Path, batch: int, n_batches: int) -> No
         return torch.cat(outs)
 
     def run_ours() -> torch.Tensor:
-        return torch.cat([ours(p) for p in prepared])
+        return torch.cat([ours.features(p) for p in prepared])
 
     # Warm-up with a full batch each: steady-state throughput, not primitive creation
     # (oneDNN builds kernels per input shape on first use).
     with torch.no_grad():
         ref(batches[0])
-    ours(prepared[0])
+    ours.features(prepared[0])
     t0 = time.perf_counter()
     f_ref = run_ref()
     t1 = time.perf_counter()

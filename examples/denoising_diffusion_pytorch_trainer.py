@@ -23,15 +23,11 @@ from pathlib import Path
 
 
 def build_extractor(name: str, weights: str | None, image_size: int):
-    if name == "digits":
-        from fideval.features.digits import DigitsFeatureExtractor
+    import fideval
 
-        if image_size != 8:
-            raise SystemExit("--extractor digits needs --image-size 8 (8×8 grayscale images)")
-        return DigitsFeatureExtractor()
-    from fideval.train.integrations.denoising_diffusion_pytorch import InceptionImages
-
-    return InceptionImages(2048, weights=weights)
+    if name == "digits" and image_size != 8:
+        raise SystemExit("--extractor digits needs --image-size 8 (8×8 grayscale images)")
+    return fideval.extractor(name, weights=weights)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -39,7 +39,9 @@ def _images(seed: int, n: int, h: int, w: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     base = torch.rand(n, 3, max(h // 8, 1), max(w // 8, 1), generator=g)
     smooth = F.interpolate(base, size=(h, w), mode="bilinear", align_corners=False)
-    return ((0.8 * smooth + 0.2 * torch.rand(n, 3, h, w, generator=g)) * 255).round().to(torch.uint8)
+    return (
+        ((0.8 * smooth + 0.2 * torch.rand(n, 3, h, w, generator=g)) * 255).round().to(torch.uint8)
+    )
 
 
 def _cmmd_reference_input(u8: torch.Tensor) -> torch.Tensor:
@@ -104,7 +106,7 @@ def test_full_vitl14_336_end_to_end_matches_open_clip(full_state):
     with warnings.catch_warnings(), torch.device("meta"):
         warnings.simplefilter("ignore")
         ref = open_clip.create_model("ViT-L-14-336-quickgelu", pretrained=None, device="meta")
-    visual = {k[len("visual."):]: v for k, v in full_state.items()}
+    visual = {k[len("visual.") :]: v for k, v in full_state.items()}
     ref.visual.load_state_dict(visual, strict=True, assign=True)
     ref.eval()
     ext = CLIPExtractor(weights=full_state, device="cpu")
@@ -126,7 +128,7 @@ def test_full_vitl14_336_end_to_end_matches_open_clip(full_state):
     assert meta["extractor"] == "clip-vitl14-336" and meta["weights_format"] == "state-dict"
     assert len(meta["weights_sha256"]) == 64
     # bare keys give the same network and the same digest
-    bare = {k[len("visual."):]: v for k, v in full_state.items()}
+    bare = {k[len("visual.") :]: v for k, v in full_state.items()}
     assert load_clip_weights(bare)[1]["sha256"] == meta["weights_sha256"]
 
 
@@ -247,8 +249,9 @@ def test_archive_found_in_the_clip_cache_and_verified(small_archive, tmp_path, m
 def test_cmmd_npy_and_plain_state_dicts(tmp_path, monkeypatch):
     state = seeded_random_state_dict(seed=6, layers=2)
     # what scenic writes: np.save of the archive's state dict as numpy arrays
-    npy_dict = OrderedDict(("visual." + k, v.half().numpy() if v.ndim >= 2 else v.numpy())
-                           for k, v in state.items())
+    npy_dict = OrderedDict(
+        ("visual." + k, v.half().numpy() if v.ndim >= 2 else v.numpy()) for k, v in state.items()
+    )
     npy_dict["input_resolution"] = np.array(336)
     npy_dict["text_projection"] = np.zeros((4, 4), np.float16)
     cache = _isolate(tmp_path, monkeypatch)

@@ -238,7 +238,12 @@ def test_contract_and_weights_file(tmp_path, vitb14_state):
     ext.train()
     assert not ext.training and not ext.net.training
     assert all(not p.requires_grad for p in ext.parameters())
-    assert (ext.id, ext.dims, ext.profile, ext.image_size) == ("dinov2-vitb14", 768, "dgm-eval", 224)
+    assert (ext.id, ext.dims, ext.profile, ext.image_size) == (
+        "dinov2-vitb14",
+        768,
+        "dgm-eval",
+        224,
+    )
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     assert ext.weights_sha256 == digest
     meta = ext.provenance()

@@ -114,7 +114,10 @@ def test_refused_global_does_not_execute(tmp_path):
         ({"fid": {"mu": np.zeros(3)}}, "'fid'.*mu and sigma"),
         ({"fid": {"mu": np.zeros(3), "sigma": np.zeros((2, 2))}}, r"\(3,\).*\(2, 2\)"),
         ({"fid": {"mu": np.array([np.nan]), "sigma": np.ones((1, 1))}}, "non-finite"),
-        ({"num_images": "many", "fid": {"mu": np.zeros(1), "sigma": np.ones((1, 1))}}, "num_images"),
+        (
+            {"num_images": "many", "fid": {"mu": np.zeros(1), "sigma": np.ones((1, 1))}},
+            "num_images",
+        ),
     ],
 )
 def test_layout_errors_name_file_and_key(tmp_path, data, match):

@@ -21,7 +21,14 @@ from fideval.data.images import (
 from fideval.errors import FidevalError, NonFiniteFeaturesError
 from fideval.features.extract import feature_batches, stats_from_images
 from fideval.features.inception import seeded_random_state_dict
-from fideval.features.preprocess import preprocess_batch, preprocess_image
+from fideval.features.preprocess import get_profile, preprocess_batch, preprocess_image
+
+
+def profile_batches(source, *args, profile="pytorch-fid", **kwargs):
+    """Image batches through a named preprocessing profile (what extractors hand the stream)."""
+    from fideval.features.preprocess import get_profile
+
+    return iter_image_batches(source, *args, preprocess=get_profile(profile), **kwargs)
 
 
 def _rgb(seed, h=12, w=12):
@@ -51,9 +58,14 @@ class MeanColour:
     dims = 3
     profile = "pytorch-fid"
     weights_sha256 = "none"
+    # The extractor contract's fast path: the profile runs in the workers, then features().
+    worker_preprocess = get_profile("pytorch-fid")
+
+    def features(self, x):
+        return x.mean(dim=(2, 3))
 
     def __call__(self, images):
-        return images.mean(dim=(2, 3))
+        return self.features(self.worker_preprocess(images))
 
     def provenance(self):
         return {"extractor": self.id, "dims": 3, "profile": self.profile, "image_size": 299}
@@ -73,7 +85,7 @@ def test_gray_and_rgba_files_decode_to_rgb(folder):
 
 @pytest.mark.parametrize("workers", [0, 1])
 def test_folder_with_mixed_sizes(folder, workers):
-    stream = iter_image_batches(folder, batch_size=2, num_workers=workers)
+    stream = profile_batches(folder, batch_size=2, num_workers=workers)
     batches = list(stream)
     assert [b.shape[0] for b in batches] == [2, 2, 1]
     got = torch.cat(batches)
@@ -97,7 +109,7 @@ def test_corrupt_file_names_its_path(folder):
     bad = folder / "sub" / "broken.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0 truncated jpeg")
     with pytest.raises(FidevalError) as err:
-        list(iter_image_batches(folder, batch_size=2, num_workers=0))
+        list(profile_batches(folder, batch_size=2, num_workers=0))
     assert str(bad) in str(err.value) and "skip" in str(err.value)
 
 
@@ -106,7 +118,7 @@ def test_skip_bad_reports_count_and_paths(folder):
     bad1.write_bytes(b"garbage")
     bad2 = folder / "zz.png"
     bad2.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
-    stream = iter_image_batches(folder, batch_size=3, num_workers=1, skip_bad=True)
+    stream = profile_batches(folder, batch_size=3, num_workers=1, skip_bad=True)
     with pytest.warns(UserWarning, match="skipped 2 unreadable image") as rec:
         n = sum(b.shape[0] for b in stream)
     assert n == 5 and stream.n_images == 5
@@ -120,16 +132,16 @@ def test_all_bad_is_an_error(tmp_path):
     (tmp_path / "a.png").write_bytes(b"nope")
     with pytest.raises(FidevalError, match="no images could be read"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        list(iter_image_batches(tmp_path, num_workers=0, skip_bad=True))
+        list(profile_batches(tmp_path, num_workers=0, skip_bad=True))
 
 
 def test_empty_folder_and_bad_paths(tmp_path):
     with pytest.raises(FidevalError, match="no image files"):
-        iter_image_batches(tmp_path)
+        profile_batches(tmp_path)
     with pytest.raises(FidevalError, match="does not exist"):
-        iter_image_batches(tmp_path / "missing")
+        profile_batches(tmp_path / "missing")
     with pytest.raises(FidevalError, match="cannot read images"):
-        iter_image_batches(42)
+        profile_batches(42)
 
 
 def test_image_array_files(tmp_path):
@@ -148,33 +160,33 @@ def test_image_array_files(tmp_path):
     ref = preprocess_batch(imgs, "clean")
     for name in ("imgs.npy", "samples.npz"):
         for workers in (0, 1) if name == "imgs.npy" else (0,):
-            stream = iter_image_batches(
+            stream = profile_batches(
                 tmp_path / name, batch_size=3, num_workers=workers, profile="clean"
             )
             got = torch.cat(list(stream))
             assert torch.equal(got, ref), (name, workers)
-    desc = iter_image_batches(tmp_path / "samples.npz").description()
+    desc = profile_batches(tmp_path / "samples.npz").description()
     assert desc["source_key"] == "arr_0" and desc["source_shape"] == [7, 12, 12, 3]
     with pytest.raises(FidevalError, match="no image array"):
-        iter_image_batches(tmp_path / "feats.npy")
+        profile_batches(tmp_path / "feats.npy")
 
 
 def test_tensors_loaders_and_iterables():
     imgs = torch.rand(5, 3, 10, 10)
     ref = preprocess_batch(imgs, "pytorch-fid")
-    assert torch.equal(torch.cat(list(iter_image_batches(imgs, batch_size=2))), ref)
+    assert torch.equal(torch.cat(list(profile_batches(imgs, batch_size=2))), ref)
     ds = torch.utils.data.TensorDataset(imgs, torch.arange(5))
     loader = torch.utils.data.DataLoader(ds, batch_size=2)
-    stream = iter_image_batches(loader)
+    stream = profile_batches(loader)
     assert stream.n_total == 5
     assert torch.equal(torch.cat(list(stream)), ref)  # (images, labels) tuples
     dicts = [{"images": imgs[:3]}, {"images": imgs[3:]}]
-    assert torch.equal(torch.cat(list(iter_image_batches(dicts))), ref)
+    assert torch.equal(torch.cat(list(profile_batches(dicts))), ref)
     singles = [[imgs[0], imgs[1, :, :7, :9]]]  # a list of images of different sizes
-    got = torch.cat(list(iter_image_batches(singles)))
+    got = torch.cat(list(profile_batches(singles)))
     assert torch.equal(got[0], ref[0]) and got.shape == (2, 3, 299, 299)
     with pytest.raises(FidevalError, match="batch 0"):
-        list(iter_image_batches([["a", "b"]]))
+        list(profile_batches([["a", "b"]]))
 
 
 def test_stats_from_images_streams_like_numpy(folder):
@@ -202,8 +214,8 @@ def test_stats_from_images_streams_like_numpy(folder):
 
 def test_feature_batches_name_non_finite_images(folder):
     class Broken(MeanColour):
-        def __call__(self, images):
-            out = super().__call__(images)
+        def features(self, images):
+            out = super().features(images)
             out[1, 0] = float("nan")
             return out
 
@@ -213,8 +225,8 @@ def test_feature_batches_name_non_finite_images(folder):
 
 
 def test_profile_mismatch_between_stream_and_extractor(folder):
-    stream = iter_image_batches(folder, profile="clean")
-    with pytest.raises(FidevalError, match="profile"):
+    stream = profile_batches(folder, profile="clean")
+    with pytest.raises(FidevalError, match=r"preprocessing 'clean' .* expects 'pytorch-fid'"):
         list(feature_batches(stream, MeanColour()))
 
 
@@ -296,7 +308,7 @@ def test_netpbm_pgm_and_ppm_folders_read_like_png_copies(tmp_path):
         rgb = np.repeat(arr[..., None], 3, axis=-1) if arr.ndim == 2 else arr
         assert got.dtype == np.uint8 and np.array_equal(got, rgb), name
         assert np.array_equal(got, load_image_file(png / (name.rsplit(".", 1)[0] + ".png")))
-    a = torch.cat(list(iter_image_batches(pnm, batch_size=3, num_workers=0)))
-    b = torch.cat(list(iter_image_batches(png, batch_size=3, num_workers=0)))
+    a = torch.cat(list(profile_batches(pnm, batch_size=3, num_workers=0)))
+    b = torch.cat(list(profile_batches(png, batch_size=3, num_workers=0)))
     assert a.shape == (4, 3, 299, 299)
     assert torch.equal(a, b)

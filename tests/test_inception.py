@@ -8,6 +8,7 @@ import warnings
 import pytest
 import torch
 
+import fideval
 from fideval.errors import FidevalError
 from fideval.features.inception import (
     BLOCK_INDEX_BY_DIM,
@@ -94,7 +95,7 @@ def test_network_is_eval_only():
 
 
 def test_extractor_contract(extractor, images, weights_file):
-    feats = extractor(images)
+    feats = extractor.features(images)  # preprocessed network input (the workers' fast path)
     assert feats.shape == (1, 2048)
     assert feats.dtype == torch.float32
     assert not feats.requires_grad
@@ -114,10 +115,20 @@ def test_extractor_contract(extractor, images, weights_file):
     assert prov["image_size"] == 299
     assert prov["dtype"] == "float32"
     assert all(not p.requires_grad for p in extractor.net.parameters())
+    # The contract: raw uint8 images in, through the extractor's own profile.
+    assert isinstance(extractor, fideval.Extractor) and isinstance(extractor, torch.nn.Module)
+    raw = torch.randint(
+        0, 256, (2, 1, 40, 30), generator=torch.Generator().manual_seed(1), dtype=torch.uint8
+    )  # grayscale, any size
+    want = extractor.features(extractor.worker_preprocess(raw.expand(-1, 3, -1, -1)))
+    torch.testing.assert_close(extractor(raw), want, atol=0, rtol=0)
+    torch.testing.assert_close(extractor(raw.float() / 255), want, atol=1e-6, rtol=0)
+    extractor.train()
+    assert not extractor.training and not extractor.net.training
 
 
 def test_all_outputs_one_pass_consistent(extractor, images):
-    out = extractor.forward(images, (64, 192, 768, 2048, LOGITS))
+    out = extractor.outputs(images, (64, 192, 768, 2048, LOGITS))
     assert {k: tuple(v.shape) for k, v in out.items()} == {
         64: (1, 64),
         192: (1, 192),
@@ -129,11 +140,11 @@ def test_all_outputs_one_pass_consistent(extractor, images):
     fc = extractor.net.fc
     torch.testing.assert_close(out[LOGITS], fc(out[2048]).detach(), atol=1e-5, rtol=1e-5)
     # a pass that stops early (dims 64 only runs block 0) gives the same 64 features
-    torch.testing.assert_close(extractor.forward(images, (64,))[64], out[64], atol=0, rtol=0)
+    torch.testing.assert_close(extractor.outputs(images, (64,))[64], out[64], atol=0, rtol=0)
     f, lg = extractor.features_and_logits(images)
     torch.testing.assert_close(f, out[2048], atol=0, rtol=0)
     # the Inception Score's logits: pool3·Wᵀ, no fc bias (improved-gan, torch-fidelity)
-    no_bias = extractor.forward(images, (LOGITS_NO_BIAS,))[LOGITS_NO_BIAS]
+    no_bias = extractor.outputs(images, (LOGITS_NO_BIAS,))[LOGITS_NO_BIAS]
     torch.testing.assert_close(lg, no_bias, atol=0, rtol=0)
     f_b, lg_b = extractor.features_and_logits(images, bias=True)
     torch.testing.assert_close(f_b, out[2048], atol=0, rtol=0)
@@ -146,7 +157,7 @@ def test_logits_default_has_no_fc_bias(extractor, weights_file, images):
     The bound |fl(p·w) − p·w| ≤ γ_d·|p|·|w| (γ_d = d·u/(1 − d·u), u = 2⁻²⁴) plus the
     final rounding; the fc bias of the random weights (0.1·N(0, 1)) is far above it.
     """
-    pool3 = extractor(images).double()
+    pool3 = extractor.features(images).double()
     w = extractor.net.fc.weight.double()
     b = extractor.net.fc.bias.double()
     ref = pool3 @ w.T
@@ -175,8 +186,8 @@ def test_channels_last_matches_contiguous(weights_file, extractor, images):
         warnings.simplefilter("ignore")
         plain = InceptionExtractor(2048, weights=weights_file, device="cpu", channels_last=False)
     assert extractor.channels_last and not plain.channels_last
-    a = extractor.forward(images, (768, 2048))
-    b = plain.forward(images, (768, 2048))
+    a = extractor.outputs(images, (768, 2048))
+    b = plain.outputs(images, (768, 2048))
     for k in a:
         assert (a[k] - b[k]).abs().max().item() < 1e-5
 
@@ -192,6 +203,19 @@ def test_channels_last_matches_contiguous(weights_file, extractor, images):
     ],
 )
 def test_extractor_rejects_unprepared_input(extractor, bad, match):
+    with pytest.raises(FidevalError, match=match):
+        extractor.features(bad)
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (torch.full((1, 3, 8, 8), 255.0), r"float images must have values in \[0, 1\]"),
+        (torch.full((1, 3, 8, 8), -0.5), r"\[-1, 1\]\? use \(x \+ 1\) / 2"),
+        (torch.zeros(1, 2, 8, 8), "1 \\(gray\\), 3 \\(RGB\\) or 4 \\(RGBA\\) channels"),
+    ],
+)
+def test_raw_images_out_of_contract_are_clear_errors(extractor, bad, match):
     with pytest.raises(FidevalError, match=match):
         extractor(bad)
 

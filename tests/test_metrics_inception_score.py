@@ -9,6 +9,14 @@ from fideval.errors import FidevalError, NonFiniteFeaturesError
 from fideval.metrics import inception_score
 
 
+def profile_batches(source, *args, profile="pytorch-fid", **kwargs):
+    """Image batches through a named preprocessing profile (what extractors hand the stream)."""
+    from fideval.data.images import iter_image_batches
+    from fideval.features.preprocess import get_profile
+
+    return iter_image_batches(source, *args, preprocess=get_profile(profile), **kwargs)
+
+
 def naive_is(logits: np.ndarray, splits: int) -> tuple[float, float]:
     z = logits - logits.max(axis=1, keepdims=True)
     p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
@@ -162,7 +170,6 @@ def test_is_from_images_uses_logits_without_bias(random_inception):
     """
     import torch
 
-    from fideval.data.images import iter_image_batches
     from fideval.metrics.inception_score import inception_score_from_images
 
     r = random_inception
@@ -170,7 +177,7 @@ def test_is_from_images_uses_logits_without_bias(random_inception):
     p, w, b = r["pool3"], r["W"], r["b"]
     z_ref, zb_ref = p @ w.T, p @ w.T + b
 
-    (batch,) = list(iter_image_batches(r["images"], batch_size=N_IMAGES, num_workers=0))
+    (batch,) = list(profile_batches(r["images"], batch_size=N_IMAGES, num_workers=0))
     z32 = ex.logits(batch).double().numpy()  # the default: no bias
     zb32 = ex.logits(batch, bias=True).double().numpy()
     u = 2.0**-24

@@ -80,7 +80,7 @@ def test_features_and_logits_equal_pytorch_fid(pytorch_fid_weights, inputs):
     assert torch.equal(prepared, x)
     for channels_last in (False, True):
         ours = _ours(pytorch_fid_weights, channels_last=channels_last)
-        out = ours.forward(prepared, (*DIMS, LOGITS))
+        out = ours.outputs(prepared, (*DIMS, LOGITS))
         for key, value in ref.items():
             assert out[key].shape == value.shape
             diff = (out[key] - value).abs().max().item()

@@ -240,8 +240,12 @@ def test_unknown_hash_is_used_as_found_and_recorded(tmp_path, isolated):
     """DINOv2: no published hash; the file's own SHA-256 identifies it."""
     edm2 = W.dnnlib_checkpoint_dir()
     p = _put(edm2, "dinov2_vitl14_pretrain.pth", b"some dinov2 bytes")
-    kw = dict(name="dinov2_vitl14_pretrain.pth", url="https://example.invalid/d.pth",
-              sha256_prefix=None, extra_dirs=[("EDM2", edm2)])
+    kw = dict(
+        name="dinov2_vitl14_pretrain.pth",
+        url="https://example.invalid/d.pth",
+        sha256_prefix=None,
+        extra_dirs=[("EDM2", edm2)],
+    )
     got = W.resolve_weights(**kw)
     assert got.path == p and got.official is None
     assert got.sha256 == hashlib.sha256(b"some dinov2 bytes").hexdigest()

@@ -6,6 +6,8 @@ metrics / estimate → train (Evaluator) → cli.
 
 from ._version import __version__
 from .errors import FidevalError, IncompatibleStatsError, NonFiniteFeaturesError, NumericalError
+from .features.base import Extractor, as_extractor
+from .features.registry import extractor, extractor_names, register_extractor
 from .frechet import (
     FrechetReference,
     FrechetResult,
@@ -18,6 +20,7 @@ from .io.statsfile import StatsRecord, load_stats, save_stats
 from .stats import GaussianStats, GroupedStats
 
 __all__ = [
+    "Extractor",
     "FidevalError",
     "FrechetReference",
     "FrechetResult",
@@ -28,11 +31,23 @@ __all__ = [
     "NumericalError",
     "StatsRecord",
     "__version__",
+    "as_extractor",
     "check_compatible",
+    "extractor",
+    "extractor_names",
     "frechet_details",
     "frechet_distance",
     "frechet_from_features",
     "load_stats",
     "make_provenance",
+    "register_extractor",
     "save_stats",
 ]
+
+
+def __getattr__(name: str):  # subpackages loaded on first use: fideval.motion, …
+    import importlib
+
+    if name in ("motion", "metrics", "estimate", "train", "features", "data", "io"):
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'fideval' has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""Image sources -> batches of preprocessed network input.
+"""Image sources -> batches of images, preprocessed by the caller's function.
 
 Sources:
 
@@ -25,7 +25,7 @@ import hashlib
 import os
 import warnings
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,11 @@ from torch.utils.data import DataLoader, Dataset
 
 from .. import distributed as dist_
 from ..errors import FidevalError
-from ..features.preprocess import DEFAULT_PROFILE, get_profile, preprocess_batch, preprocess_image
+from .layout import to_nchw
+
+#: A batch preprocessing: images (N, H, W, C) array or (N, C, H, W) tensor → a tensor.
+#: Extractors hand theirs (``worker_preprocess``) to the workers; see fideval.features.
+Preprocess = Callable[[Any], torch.Tensor]
 
 #: Image file suffixes read from folders (matched case-insensitively): pytorch-fid's
 #: IMAGE_EXTENSIONS (bmp, jpg, jpeg, pgm, png, ppm, tif, tiff, webp), all decoded by PIL.
@@ -146,12 +150,37 @@ def default_num_workers() -> int:
 # --------------------------------------------------------------------------- datasets
 
 
+def raw_batch(images: Any) -> torch.Tensor:
+    """The default preprocessing: the images as a (N, 3, H, W) tensor of their own dtype."""
+    return to_nchw(images).contiguous()
+
+
+def _one(preprocess: Preprocess, image: Any) -> torch.Tensor:
+    """One image (H, W), (H, W, C) or (C, H, W) through a batch preprocessing."""
+    if isinstance(image, torch.Tensor):
+        return preprocess(image[None])[0]
+    arr = np.asarray(image)
+    return preprocess(arr[None] if arr.ndim == 3 else arr[None, :, :, None])[0]
+
+
+def _stack(items: list[torch.Tensor], where: str) -> torch.Tensor:
+    shapes = {tuple(t.shape) for t in items}
+    if len(shapes) > 1:
+        raise FidevalError(
+            f"{where}: images of different sizes {sorted(shapes)[:3]} cannot form a batch; "
+            "use an extractor that resizes (its preprocessing runs per image) or resize them"
+        )
+    return torch.stack(items)
+
+
 class _FolderImages(Dataset):
     """One item per file: (preprocessed image or None, index, error or None)."""
 
-    def __init__(self, files: list[Path], profile: str, start: int = 0, stop: int | None = None):
+    def __init__(
+        self, files: list[Path], preprocess: Preprocess, start: int = 0, stop: int | None = None
+    ):
         self.files = files
-        self.profile = profile
+        self.preprocess = preprocess
         self.start = start  # files [start, stop) (a distributed shard); indices stay global
         self.stop = len(files) if stop is None else stop
 
@@ -161,7 +190,7 @@ class _FolderImages(Dataset):
     def __getitem__(self, j: int) -> tuple[torch.Tensor | None, int, str | None]:
         i = self.start + j
         try:
-            return preprocess_image(load_image_file(self.files[i]), self.profile), i, None
+            return _one(self.preprocess, load_image_file(self.files[i])), i, None
         except FidevalError as exc:
             return None, i, str(exc)
 
@@ -169,7 +198,7 @@ class _FolderImages(Dataset):
 def _collate_folder(items: list[tuple[torch.Tensor | None, int, str | None]]) -> dict[str, Any]:
     good = [(t, i) for t, i, e in items if e is None]
     return {
-        "images": torch.stack([t for t, _ in good]) if good else None,
+        "images": _stack([t for t, _ in good], "image folder") if good else None,
         "indices": [i for _, i in good],
         "bad": [(i, e) for _, i, e in items if e is not None],
     }
@@ -185,11 +214,12 @@ class _ArrayBatches(Dataset):
         key: str,
         n: int,
         batch: int,
-        profile: str,
+        preprocess: Preprocess,
         start: int = 0,
     ) -> None:
         self._array = array
-        self.path, self.key, self.n, self.batch, self.profile = path, key, n, batch, profile
+        self.path, self.key, self.n, self.batch = path, key, n, batch
+        self.preprocess = preprocess
         self.start = start  # rows [start, start + n) of the array (a distributed shard)
 
     def _arr(self) -> np.ndarray:
@@ -211,7 +241,7 @@ class _ArrayBatches(Dataset):
         chunk = self._arr()[lo:hi]
         if isinstance(chunk, np.ndarray):
             chunk = np.asarray(chunk)  # read a memory-mapped slice
-        images = preprocess_batch(chunk, self.profile)
+        images = self.preprocess(chunk)
         return {"images": images, "indices": list(range(lo, hi)), "bad": []}
 
     def __getstate__(self) -> dict[str, Any]:
@@ -225,7 +255,9 @@ class _ArrayBatches(Dataset):
 
 
 class ImageStream:
-    """Iterable of preprocessed batches (float32 (B, 3, 299, 299)) from one source.
+    """Iterable of batches from one source, each through ``preprocess`` (run in the
+    DataLoader workers for folders and array files; the extractor's ``worker_preprocess``,
+    e.g. a profile giving float32 (B, 3, 299, 299), or :func:`raw_batch`).
 
     After (or during) iteration: :attr:`n_images` yielded so far, :attr:`skipped`
     (``(path, reason)`` of skipped files), :attr:`last_ids` (the paths or indices
@@ -238,7 +270,7 @@ class ImageStream:
         *,
         batch_size: int = 50,
         num_workers: int | None = None,
-        profile: str = DEFAULT_PROFILE,
+        preprocess: Preprocess | None = None,
         skip_bad: bool = False,
         progress: bool = False,
         desc: str | None = None,
@@ -247,7 +279,8 @@ class ImageStream:
             raise FidevalError(f"batch size must be at least 1, got {batch_size}")
         self.batch_size = int(batch_size)
         self.num_workers = default_num_workers() if num_workers is None else int(num_workers)
-        self.profile = get_profile(profile).name
+        self.preprocess: Preprocess = preprocess or raw_batch
+        self.profile = str(getattr(preprocess, "name", "raw"))
         self.skip_bad = skip_bad
         self.progress = progress
         self.skipped: list[tuple[str, str]] = []
@@ -364,7 +397,7 @@ class ImageStream:
         if self.n_total is not None and self.n_total <= self.batch_size:
             workers = 0  # one batch: nothing to overlap, so no worker start-up
         if self._files is not None:
-            ds: Dataset = _FolderImages(self._files, self.profile, start, stop)
+            ds: Dataset = _FolderImages(self._files, self.preprocess, start, stop)
             loader = DataLoader(
                 ds,
                 batch_size=self.batch_size,
@@ -381,12 +414,14 @@ class ImageStream:
             )
         if isinstance(self.source, str | os.PathLike):
             path, key = self._array_source
-            ds = _ArrayBatches(None, path, key, stop - start, self.batch_size, self.profile, start)
+            ds = _ArrayBatches(
+                None, path, key, stop - start, self.batch_size, self.preprocess, start
+            )
             yield from DataLoader(ds, batch_size=None, shuffle=False, num_workers=workers)
             return
         if isinstance(self.source, np.ndarray | torch.Tensor):
             ds = _ArrayBatches(
-                self.source, None, "", stop - start, self.batch_size, self.profile, start
+                self.source, None, "", stop - start, self.batch_size, self.preprocess, start
             )
             for b in range(len(ds)):
                 yield ds[b]
@@ -395,9 +430,9 @@ class ImageStream:
         for i, batch in enumerate(self.source):
             raw = _batch_images(batch, i)
             if isinstance(raw, list):  # single images of possibly different sizes
-                images = torch.stack([preprocess_image(im, self.profile) for im in raw])
+                images = _stack([_one(self.preprocess, im) for im in raw], f"batch {i}")
             else:
-                images = preprocess_batch(raw, self.profile)
+                images = self.preprocess(raw)
             n = images.shape[0]
             yield {"images": images, "indices": list(range(start, start + n)), "bad": []}
             start += n
@@ -469,18 +504,19 @@ def iter_image_batches(
     source: Any,
     batch_size: int = 50,
     num_workers: int | None = None,
-    profile: str = DEFAULT_PROFILE,
+    preprocess: Preprocess | None = None,
     *,
     skip_bad: bool = False,
     progress: bool = False,
     desc: str | None = None,
 ) -> ImageStream:
-    """Preprocessed float32 batches (B, 3, 299, 299) from ``source``; see :class:`ImageStream`."""
+    """Batches of ``source`` through ``preprocess`` (default: raw (B, 3, H, W) tensors of
+    the images' dtype); see :class:`ImageStream`."""
     return ImageStream(
         source,
         batch_size=batch_size,
         num_workers=num_workers,
-        profile=profile,
+        preprocess=preprocess,
         skip_bad=skip_bad,
         progress=progress,
         desc=desc,

@@ -20,6 +20,7 @@ from ..data.images import ImageStream, iter_image_batches
 from ..errors import FidevalError
 from ..io.provenance import make_provenance
 from ..stats import GaussianStats, check_finite_batch
+from .base import network_features, worker_preprocess
 from .inception import InceptionExtractor
 
 
@@ -42,18 +43,20 @@ def _stream(
     skip_bad: bool,
     progress: bool,
 ) -> ImageStream:
+    fast = worker_preprocess(extractor)
     if isinstance(source, ImageStream):
-        if source.profile != extractor.profile:
+        expected = fast.name if fast is not None and hasattr(fast, "name") else "raw"
+        if source.profile != expected:
             raise FidevalError(
-                f"the image stream uses profile {source.profile!r} but the extractor was made "
-                f"for {extractor.profile!r}"
+                f"the image stream uses preprocessing {source.profile!r} but the extractor "
+                f"{getattr(extractor, 'id', type(extractor).__name__)} expects {expected!r}"
             )
         return source
     return iter_image_batches(
         source,
         batch_size=batch_size,
         num_workers=num_workers,
-        profile=extractor.profile,
+        preprocess=fast,
         skip_bad=skip_bad,
         progress=progress,
     )
@@ -77,12 +80,18 @@ def feature_batches(
     :class:`~fideval.errors.NonFiniteFeaturesError` naming the batch and rows.
     """
     stream = _stream(source, extractor, batch_size, num_workers, skip_bad, progress)
+    preprocessed = worker_preprocess(extractor) is not None
+    if with_logits and not (preprocessed and hasattr(extractor, "features_and_logits")):
+        raise FidevalError(
+            f"extractor {getattr(extractor, 'id', type(extractor).__name__)} has no class "
+            "logits; the Inception Score needs the FID Inception"
+        )
     row = 0
     for b, images in enumerate(stream):
         if with_logits:
             feats, logits = extractor.features_and_logits(images)
         else:
-            feats = extractor(images)
+            feats = network_features(extractor, images, preprocessed)
         try:
             check_finite_batch(feats, batch_index=b, row_offset=row)
         except FidevalError as exc:

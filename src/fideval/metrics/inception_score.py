@@ -154,7 +154,7 @@ def inception_score_from_images(
             source,
             batch_size=batch_size,
             num_workers=num_workers,
-            profile=extractor.profile,
+            preprocess=extractor.worker_preprocess,
             skip_bad=skip_bad,
             progress=progress,
         )

@@ -97,7 +97,7 @@ def attach(
 
     Args:
         trainer: a ``denoising_diffusion_pytorch.Trainer`` built with ``calculate_fid=False``.
-        extractor: images in [0, 1] → features (e.g. :class:`InceptionImages`).
+        extractor: images in [0, 1] → features (e.g. ``fideval.extractor("inception")``).
         samples: generated samples per evaluation (the cap in adaptive mode).
         tolerance: adaptive mode's target 95% half-width (FID units).
         mode: ``fixed``, ``adaptive`` or ``full`` (plain FID at ``samples``).
@@ -132,34 +132,3 @@ def attach(
     trainer.fid_scorer = scorer
     trainer.calculate_fid = bool(getattr(trainer.accelerator, "is_main_process", True))
     return scorer
-
-
-class InceptionImages(torch.nn.Module):
-    """The FID Inception with its preprocessing profile: images in [0, 1] → features.
-
-    1-channel images are repeated to 3 channels (as the package's ``FIDEvaluation``).
-    """
-
-    def __init__(
-        self,
-        dims: int = 2048,
-        *,
-        weights: str | None = None,
-        profile: str = "pytorch-fid",
-        device: str | torch.device | None = None,
-    ) -> None:
-        super().__init__()
-        from ...features.inception import InceptionExtractor
-
-        self.inception = InceptionExtractor(dims, weights=weights, device=device, profile=profile)
-        self.profile = profile
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        from ...features.preprocess import preprocess_batch
-
-        if images.shape[1] == 1:
-            images = images.repeat(1, 3, 1, 1)
-        return self.inception(preprocess_batch(images.float().cpu(), self.profile))
-
-    def provenance(self) -> dict[str, Any]:
-        return self.inception.provenance()

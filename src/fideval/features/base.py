@@ -1,0 +1,152 @@
+"""The one extractor contract: images in, (B, d) float32 features out.
+
+An extractor is a frozen :class:`torch.nn.Module` with
+
+* ``id`` (str), ``dims`` (int), ``profile`` (str: its preprocessing, named in provenance);
+* ``forward(images)``: uint8 (B, C, H, W) images, or floats in [0, 1], of the sizes its
+  profile accepts → float32 features (B, dims) — grayscale repeated, alpha dropped,
+  floats quantized by rounding, all inside the extractor;
+* ``provenance()``: at least ``extractor``, ``weights_sha256``, ``dims``, ``profile``.
+
+Optionally, a fast path for DataLoader workers that preprocess off the main process:
+
+* ``worker_preprocess``: a plain, picklable callable mapping a batch of images (uint8
+  NHWC array or NCHW tensor) to the network input, run in the workers;
+* ``features(x)``: features of that network input.
+
+The FID Inception, DINOv2, CLIP and the digits CNN satisfy the contract; any other
+``nn.Module`` mapping [0, 1] images to features is wrapped by :func:`as_extractor`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import FidevalError
+
+__all__ = ["Extractor", "ModuleExtractor", "as_extractor", "network_features", "provenance_of"]
+
+REQUIRED_PROVENANCE = ("extractor", "weights_sha256", "dims", "profile")
+
+
+@runtime_checkable
+class Extractor(Protocol):
+    """Images (B, C, H, W) uint8 or float in [0, 1] → features (B, dims) float32."""
+
+    id: str
+    dims: int
+    profile: str
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor: ...
+
+    def provenance(self) -> dict[str, Any]: ...
+
+
+def provenance_of(extractor: Any) -> dict[str, Any]:
+    """The extractor's provenance, checked for the keys every comparison guards on."""
+    prov = dict(extractor.provenance())
+    missing = [k for k in REQUIRED_PROVENANCE if k not in prov]
+    if missing:
+        raise FidevalError(
+            f"extractor {type(extractor).__name__}: provenance() lacks {missing}; expected "
+            f"at least {list(REQUIRED_PROVENANCE)}"
+        )
+    return prov
+
+
+def network_features(extractor: Any, batch: torch.Tensor, preprocessed: bool) -> torch.Tensor:
+    """Features of a batch that the workers preprocessed (fast path) or of raw images."""
+    return extractor.features(batch) if preprocessed else extractor(batch)
+
+
+def worker_preprocess(extractor: Any) -> Callable[[Any], torch.Tensor] | None:
+    """The extractor's picklable preprocessing for DataLoader workers, if it has one."""
+    fn = getattr(extractor, "worker_preprocess", None)
+    return fn if fn is not None and hasattr(extractor, "features") else None
+
+
+def _state_sha256(module: nn.Module) -> str:
+    h = hashlib.sha256()
+    for key, value in sorted(module.state_dict().items()):
+        h.update(key.encode())
+        h.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def to_unit_float(images: Any) -> torch.Tensor:
+    """uint8 or [0, 1] float images (B, C, H, W) → float32 in [0, 1]; checked."""
+    x = torch.as_tensor(np.asarray(images)) if not isinstance(images, torch.Tensor) else images
+    if x.ndim != 4:
+        raise FidevalError(f"expected images (B, C, H, W), got shape {tuple(x.shape)}")
+    if x.dtype == torch.uint8:
+        return x.float() / 255.0
+    if not x.is_floating_point():
+        raise FidevalError(f"expected uint8 or float images, got dtype {x.dtype}")
+    if x.numel() and (float(x.min()) < 0.0 or float(x.max()) > 1.0):
+        raise FidevalError(
+            f"expected float images in [0, 1], got values in [{float(x.min()):.3g}, "
+            f"{float(x.max()):.3g}]"
+        )
+    return x.float()
+
+
+class ModuleExtractor(nn.Module):
+    """Any ``nn.Module`` mapping [0, 1] float images to (B, d) features, as an extractor.
+
+    uint8 inputs are divided by 255; the module is frozen and kept in eval mode; the
+    weights' SHA-256 (over the sorted state dict) goes into the provenance.
+    """
+
+    def __init__(self, module: nn.Module, *, id: str | None = None, profile: str = "unit") -> None:
+        super().__init__()
+        self.module = module.requires_grad_(False)
+        self.id = id or f"module:{type(module).__name__}"
+        self.profile = profile
+        self.weights_sha256 = _state_sha256(module)
+        self.dims: int | None = getattr(module, "dims", None)
+        super().train(False)
+
+    def train(self, mode: bool = True) -> ModuleExtractor:
+        """Stays in eval mode (the extractor is frozen)."""
+        return super().train(False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = to_unit_float(images)
+        param = next(self.module.parameters(), None)
+        if param is not None:
+            x = x.to(param.device)
+        with torch.inference_mode():
+            out = self.module(x)
+        if not isinstance(out, torch.Tensor) or out.ndim != 2:
+            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise FidevalError(f"extractor {self.id}: expected (B, d) features, got {shape}")
+        if self.dims is None:
+            self.dims = int(out.shape[1])
+        return out.float()
+
+    def provenance(self) -> dict[str, Any]:
+        return {
+            "extractor": self.id,
+            "weights_sha256": self.weights_sha256,
+            "dims": self.dims,
+            "profile": self.profile,
+        }
+
+
+def as_extractor(obj: Any, **kwargs: Any) -> Any:
+    """``obj`` when it already satisfies :class:`Extractor`, else wrapped as a
+    :class:`ModuleExtractor` (an ``nn.Module``) — a clear error for anything else."""
+    if all(hasattr(obj, a) for a in ("id", "dims", "profile", "provenance")) and callable(obj):
+        return obj
+    if isinstance(obj, nn.Module):
+        return ModuleExtractor(obj, **kwargs)
+    raise FidevalError(
+        f"expected an extractor (an nn.Module with id, dims, profile and provenance(), or "
+        f"any nn.Module mapping [0, 1] images to features), got {type(obj).__name__}"
+    )
