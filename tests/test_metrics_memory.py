@@ -42,18 +42,24 @@ def big():
     "call",
     [
         lambda x, y: kid(x, y, subsets=1, subset_size=None),
+        # PRDC's fake pass (fakes × fakes) comes first ...
         lambda x, y: prdc(x, y, k=5),
+        # ... so with 10 fakes its first strips are the real pass: reals × all points.
+        lambda x, y: prdc(x, y[:10], k=5),
+        # Repeated rows are merged first; the strips stay bounded.
+        lambda x, y: prdc(np.concatenate([x[: N // 2], x[: N // 2]]), y[:10], k=5),
         lambda x, y: cmmd(x, y),
     ],
-    ids=["kid-full", "prdc", "cmmd"],
+    ids=["kid-full", "prdc-fake-pass", "prdc-real-pass", "prdc-repeats", "cmmd"],
 )
 def test_strips_are_bounded(big, record, call):
     x, y = big
     with pytest.raises(_Stop):
         call(x, y)
     assert record, "no chunked computation was seen"
+    assert max(cols for _, cols in record) >= N // 2  # the large strips were reached
     for rows, cols in record:
-        assert cols == N
+        assert cols <= N + 10  # one set, or (PRDC's real pass) all distinct points
         assert rows * cols * 8 <= _distances.DEFAULT_BLOCK_BYTES
         assert rows < N // 100  # far from an N × N matrix
 

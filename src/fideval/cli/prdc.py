@@ -13,8 +13,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "prdc",
         help="k-NN precision/recall (Kynkäänniemi) and density/coverage (Naeem) of two .npy files",
-        description="One k for all four metrics unless --k-pr / --k-dc are given. Chunked "
-        "k-NN: no N×N matrix.",
+        description="One k for all four metrics unless --k-pr / --k-dc are given. Strict '<' "
+        "as in the prdc package; repeated rows and fakes that copy real rows are decided "
+        "exactly (each distance computed once). Chunked k-NN: no N×N matrix.",
     )
     p.add_argument("real", metavar="REAL", help="real features (N, d) .npy")
     p.add_argument("fake", metavar="FAKE", help="generated features (M, d) .npy")

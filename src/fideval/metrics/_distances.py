@@ -9,11 +9,18 @@ Pairwise quantities (squared distances, kernels) are never materialised as an
 ``N × M`` matrix: they are computed on row strips ``X[i:i+b] × Y`` whose size is
 bounded by a byte budget (:data:`DEFAULT_BLOCK_BYTES`), and reduced (summed,
 counted, top-k) strip by strip.
+
+Exact ties. The value the expanded form ‖a‖² + ‖b‖² − 2aᵀb gives for one pair
+depends on the matrix product it came from (strip, shape, BLAS kernel), so two
+copies of the same pair computed in different products can differ by an ulp.
+Metrics that compare distances (k-NN radii, PRDC) therefore merge identical rows
+first (:func:`unique_rows`) and take every distance they compare from one
+product: a pair is computed once and that one value serves every comparison.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -237,24 +244,110 @@ def sq_dists(
     return d.clamp_min_(0.0)
 
 
+def unique_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distinct rows of ``x`` (U, d) and ``inverse`` (N,) with ``x[i] == rows[inverse[i]]``.
+
+    Identical rows are exact ties at distance 0; merging them (with counts from
+    ``inverse``) makes a repeated point one column, whose distances are computed
+    once. Rows are compared by value (−0.0 equals 0.0, at distance 0 anyway).
+    Candidates are found by a hash (a fixed random projection): rows with a hash
+    of their own are distinct, the others are compared exactly by ``torch.unique``.
+    When all rows differ, ``x`` itself is returned (no copy). Order: rows with a
+    unique hash in input order, then the merged ones.
+    """
+    n = x.shape[0]
+    identity = torch.arange(n, device=x.device)
+    if n < 2:
+        return x, identity
+    g = torch.Generator(device="cpu").manual_seed(0x5EED)
+    v = torch.randn(x.shape[1], generator=g, dtype=torch.float64).to(x.device)
+    h = torch.empty(n, dtype=torch.float64, device=x.device)
+    step = strip_rows(x.shape[1], 8)  # row chunks of the input, not pairwise strips
+    for s in range(0, n, step):
+        h[s : s + step] = x[s : s + step].to(torch.float64) @ v
+    _, h_inverse, h_counts = torch.unique(h, return_inverse=True, return_counts=True)
+    shared = h_counts[h_inverse] > 1
+    if not bool(shared.any()):
+        return x, identity
+    shared_idx = torch.nonzero(shared).flatten()
+    merged, m_inverse = torch.unique(x[shared_idx], dim=0, return_inverse=True)
+    if merged.shape[0] == shared_idx.shape[0]:
+        return x, identity  # only hash collisions of distinct rows
+    single_idx = torch.nonzero(~shared).flatten()
+    rows = torch.cat([x[single_idx], merged])
+    inverse = torch.empty(n, dtype=torch.int64, device=x.device)
+    inverse[single_idx] = torch.arange(single_idx.shape[0], device=x.device)
+    inverse[shared_idx] = single_idx.shape[0] + m_inverse
+    return rows, inverse
+
+
+def kth_weighted(
+    d: torch.Tensor,
+    weights: torch.Tensor,
+    ks: Sequence[int],
+    self_cols: torch.Tensor | None = None,
+) -> dict[int, torch.Tensor]:
+    """Per row of a strip ``d`` (b, M): its k-th smallest value, column j counted w_j times.
+
+    ``weights`` (M,) int64 ≥ 1: how many points column j stands for.
+    ``self_cols`` (b,): the column of each row's own point; it counts w − 1 times
+    (the point's other copies) and ``d`` must hold 0 there. Returns, for each k in
+    ``ks``, the smallest entry t of the row with Σ_{j: d_j ≤ t} w_j ≥ k (k-th
+    nearest neighbour, the point itself excluded): an entry of ``d`` itself, so it
+    can be compared exactly with the other entries of the same strip. ``d`` is not
+    modified. Each row must have at least max(ks) neighbours in all.
+    """
+    m = d.shape[1]
+    kmax = max(ks)
+    # The row's own column (value 0) may take one of the top places: look one further.
+    top = min(kmax + (self_cols is not None), m)
+    vals, idx = torch.topk(d, top, dim=1, largest=False, sorted=True)
+    wts = weights[idx]
+    if self_cols is not None:
+        wts = wts - (idx == self_cols[:, None]).to(wts.dtype)
+    cum = wts.cumsum(dim=1)
+    out = {}
+    for k in ks:
+        pos = (cum < k).sum(dim=1)
+        if bool((pos >= top).any()):
+            raise FidevalError(f"k={k} nearest neighbours: a row has fewer than {k} neighbours")
+        out[k] = vals.gather(1, pos[:, None]).squeeze(1)
+    return out
+
+
 def knn_sq_radii(
-    x: torch.Tensor, k: int, *, block_bytes: int | None = None, x_sq: torch.Tensor | None = None
-) -> torch.Tensor:
+    x: torch.Tensor,
+    k: int | Sequence[int],
+    *,
+    block_bytes: int | None = None,
+    x_sq: torch.Tensor | None = None,
+) -> Any:
     """Squared distance from each row of ``x`` to its k-th nearest *other* row.
 
     The point itself is excluded by index (a duplicate of it still counts as a
     neighbour at distance 0), so ``k=1`` is the distance to the nearest other
-    point. Computed on strips ``x[i:i+b] × x``: memory O(b·N), never N × N.
+    point. Identical rows are merged first (:func:`unique_rows`), so a duplicate
+    is at distance exactly 0. Computed on strips ``u[i:i+b] × u`` of the distinct
+    rows u: memory O(b·N), never N × N. Units: squared feature units. ``k`` an int
+    gives a tensor (N,); a sequence of k gives ``{k: tensor}`` from one pass.
     """
+    ks = (int(k),) if isinstance(k, int) else tuple(int(kk) for kk in k)
     n = x.shape[0]
-    if k < 1 or k > n - 1:
-        raise FidevalError(f"k={k} nearest neighbours need at least k+1={k + 1} rows; got {n}")
-    if x_sq is None:
-        x_sq = sq_norms(x)
-    out = torch.empty(n, dtype=x.dtype, device=x.device)
-    for s, e in iter_strips(n, n, x.element_size(), block_bytes):
-        d = sq_dists(x[s:e], x, x_sq[s:e], x_sq)
-        rows = torch.arange(e - s, device=x.device)
-        d[rows, rows + s] = float("inf")
-        out[s:e] = torch.topk(d, k, dim=1, largest=False, sorted=True).values[:, k - 1]
-    return out
+    if min(ks) < 1 or max(ks) > n - 1:
+        bad = min(ks) if min(ks) < 1 else max(ks)
+        raise FidevalError(
+            f"k={bad} nearest neighbours need k ≥ 1 and at least k+1={bad + 1} rows; got {n}"
+        )
+    u, inverse = unique_rows(x)
+    u_sq = x_sq if (u is x and x_sq is not None) else sq_norms(u)
+    weights = torch.bincount(inverse, minlength=u.shape[0])
+    nu = u.shape[0]
+    out = {kk: torch.empty(nu, dtype=x.dtype, device=x.device) for kk in ks}
+    for s, e in iter_strips(nu, nu, x.element_size(), block_bytes):
+        d = sq_dists(u[s:e], u, u_sq[s:e], u_sq)
+        self_cols = torch.arange(s, e, device=x.device)
+        d[self_cols - s, self_cols] = 0.0  # a point's copies are at distance 0
+        for kk, radius in kth_weighted(d, weights, ks, self_cols).items():
+            out[kk][s:e] = radius
+    result = {kk: r[inverse] for kk, r in out.items()}
+    return result[ks[0]] if isinstance(k, int) else result
