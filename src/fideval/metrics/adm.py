@@ -161,8 +161,8 @@ class ADMInception:
     Wraps an :class:`~fideval.features.inception.InceptionExtractor` (its network is not
     changed: a forward hook on ``Mixed_6d.branch1x1`` reads the sFID features). Calling
     it on uint8 images (B, H, W, 3) gives a dict of float32 tensors on the extractor's
-    device: ``"pool"`` (B, 2048), ``"spatial"`` (B, 2023, see :func:`spatial_hwc`) and,
-    when ``logits=True``, ``"logits"`` (B, 1008) = pool·Wᵀ without the fc bias.
+    device: ``"pool"`` (B, 2048), ``"spatial"`` (B, 2023, see :func:`spatial_hwc`) and
+    ``"logits"`` (B, 1008) = pool·Wᵀ without the fc bias.
     Use as a context manager (or call :meth:`close`) to remove the hook.
     """
 
@@ -182,22 +182,16 @@ class ADMInception:
     def _hook(self, module: torch.nn.Module, inputs: Any, output: torch.Tensor) -> None:
         self._captured = spatial_hwc(output)
 
-    def __call__(
-        self, images: np.ndarray | torch.Tensor, *, logits: bool = True
-    ) -> dict[str, torch.Tensor]:
-        from ..features.inception import LOGITS_NO_BIAS
-
+    def __call__(self, images: np.ndarray | torch.Tensor) -> dict[str, torch.Tensor]:
         x = adm_preprocess(images, self.device)
         self._captured = None
-        outputs: tuple[int | str, ...] = (POOL_DIM, LOGITS_NO_BIAS) if logits else (POOL_DIM,)
-        out = self.extractor.forward(x, outputs)
-        if self._captured is None:  # pragma: no cover - the hook always fires
-            raise FidevalError("Mixed_6d.branch1x1 did not run; cannot read sFID features")
-        res = {"pool": out[POOL_DIM], "spatial": self._captured}
-        if logits:
-            res["logits"] = out[LOGITS_NO_BIAS]
+        # One pass: pool_3 and pool_3·Wᵀ (no bias) from the extractor, the hook's sFID part.
+        pool, logits = self.extractor.features_and_logits(x, bias=False)
+        spatial = self._captured
         self._captured = None
-        return res
+        if spatial is None:  # pragma: no cover - the hook always fires
+            raise FidevalError("Mixed_6d.branch1x1 did not run; cannot read sFID features")
+        return {"pool": pool, "spatial": spatial, "logits": logits}
 
     def close(self) -> None:
         self._handle.remove()
@@ -680,8 +674,11 @@ class _Side:
     def __init__(self, path: Path, role: str) -> None:
         self.path = path
         self.role = role
+        keys = npz_keys(path)
+        if not keys:
+            raise FidevalError(f"{path}: not an .npz file (a zip archive without .npy members)")
         self.stored = read_stored_stats(path)
-        self.has_images = IMAGE_KEY in npz_keys(path)
+        self.has_images = IMAGE_KEY in keys
         self.shape: tuple[int, ...] | None = None
         if self.has_images:
             with open_npz_array(path, IMAGE_KEY) as r:
@@ -708,7 +705,7 @@ class _Side:
         row = 0
         with open_npz_array(self.path, IMAGE_KEY) as reader:
             for b, images in enumerate(reader.batches(batch_size)):
-                out = net(images, logits=scores)
+                out = net(images)
                 pool = out["pool"]
                 if not bool(torch.isfinite(pool).all()):
                     raise FidevalError(
