@@ -19,9 +19,10 @@ from fideval.data.images import (
     load_image_file,
 )
 from fideval.errors import FidevalError, NonFiniteFeaturesError
-from fideval.features.extract import feature_batches, stats_from_images
+from fideval.features.extract import feature_batches
 from fideval.features.inception import seeded_random_state_dict
 from fideval.features.preprocess import get_profile, preprocess_batch, preprocess_image
+from fideval.streaming import statistics as stats_from_images
 
 
 def profile_batches(source, *args, profile="pytorch-fid", **kwargs):

@@ -21,13 +21,13 @@ pytest.importorskip("torchvision")
 fid_score = pytest.importorskip("pytorch_fid.fid_score")
 
 from fideval.cli import main  # noqa: E402
-from fideval.features.extract import stats_from_images  # noqa: E402
 from fideval.features.inception import (  # noqa: E402
     LOGITS,
     InceptionExtractor,
     seeded_random_state_dict,
 )
 from fideval.features.preprocess import preprocess_batch  # noqa: E402
+from fideval.streaming import statistics as stats_from_images  # noqa: E402
 
 DIMS = (64, 192, 768, 2048)
 

@@ -36,7 +36,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import FidevalError, NonFiniteFeaturesError, NumericalError
+from ._arrays import check_finite, check_finite_rows
+from .errors import FidevalError, NumericalError
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -134,15 +135,6 @@ def as_float64(x: ArrayLike, name: str) -> tuple[torch.Tensor, float]:
 _INT_DTYPES = {torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8, torch.bool}
 
 
-def _check_finite(t: torch.Tensor, name: str) -> None:
-    if bool(torch.isfinite(t.sum())):  # one pass; the count only on the error path
-        return
-    bad = ~torch.isfinite(t)
-    if bool(bad.any()):
-        count = int(bad.sum())
-        raise NonFiniteFeaturesError(f"{name} contains {count} NaN/Inf value(s); expected finite")
-
-
 def _symmetric(sigma: torch.Tensor, sigma_name: str) -> torch.Tensor:
     """``sigma`` if symmetric to round-off, its symmetric part if asymmetric within
     SYMMETRY_RTOL, else an error.
@@ -186,8 +178,8 @@ def validate_moments(
         raise FidevalError(
             f"{sigma_name} is {tuple(sigma.shape)} but {mu_name} has d={d}; expected ({d}, {d})"
         )
-    _check_finite(mu, mu_name)
-    _check_finite(sigma, sigma_name)
+    check_finite(mu, mu_name)
+    check_finite(sigma, sigma_name)
     return _symmetric(sigma, sigma_name)
 
 
@@ -727,15 +719,7 @@ def _check_features(x: torch.Tensor, name: str) -> tuple[int, int]:
     n, d = x.shape
     if n < 2:
         raise FidevalError(f"{name}: need at least 2 samples for a covariance, got N={n}")
-    bad = ~torch.isfinite(x)
-    if bool(bad.any()):
-        rows = torch.nonzero(bad.any(dim=1)).flatten()
-        shown = ", ".join(str(int(r)) for r in rows[:10])
-        more = "" if rows.numel() <= 10 else f", … ({rows.numel()} rows in all)"
-        raise NonFiniteFeaturesError(
-            f"{name}: {int(bad.sum())} NaN/Inf value(s) in {rows.numel()} row(s) "
-            f"(rows {shown}{more}); expected finite features"
-        )
+    check_finite_rows(x, name)
     return int(n), int(d)
 
 

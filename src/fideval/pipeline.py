@@ -11,21 +11,20 @@ This module only routes; the work is done by the stages it calls.
 
 from __future__ import annotations
 
-import hashlib
-import os
-import zipfile
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from . import distributed as dist_
-from .data.features import iter_feature_chunks, open_array, open_features
+from . import streaming
+from .data.features import open_features
 from .errors import FidevalError
 from .frechet import FrechetResult, frechet_details, frechet_from_features
-from .io.provenance import check_compatible, make_provenance
-from .io.statsfile import KNOWN_LAYOUTS, StatsRecord, load_stats, not_a_stats_file
+from .io.provenance import check_compatible
+from .io.statsfile import StatsRecord, load_stats
 from .stats import GaussianStats
+from .streaming import resolve_source
 
 
 @dataclass
@@ -40,67 +39,38 @@ class Side:
         return self.record.n
 
 
-def file_fingerprint(path: str, head_bytes: int = 1 << 20) -> str:
-    """Cheap content fingerprint: size and SHA-256 of the first ``head_bytes`` bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        h.update(fh.read(head_bytes))
-    return f"size={os.path.getsize(path)};sha256_head={h.hexdigest()[:16]}"
-
-
 def path_kind(path: str) -> str:
     """``stats``, ``features`` or ``images`` for a path (by content, not by name)."""
-    if os.path.isdir(path):
-        return "images"
-    if not os.path.exists(path):
-        raise FidevalError(f"{path}: no such file or folder")
-    if path.endswith(".npz"):
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                keys = set(data.files)
-        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
-            raise FidevalError(not_a_stats_file(path, exc)) from exc
-        if any(m in keys and c in keys for m, c, _ in KNOWN_LAYOUTS):
-            return "stats"
-    if path.endswith((".npy", ".npz")):
-        arr = open_array(path)
-        if arr.ndim == 4:
-            return "images"
-        if arr.ndim == 3:
-            from .data.images import is_image_array_file
-
-            if is_image_array_file(path):  # (N, H, W) integer: grayscale images
-                return "images"
-        if arr.ndim == 2:
-            return "features"
-        raise FidevalError(
-            f"{path}: array of shape {arr.shape}; expected 2-D features (N, d) or 4-D images "
-            f"(N, H, W, C)"
-        )
-    raise FidevalError(
-        f"{path}: unsupported input; expected a folder of images, a .npy/.npz array "
-        f"(2-D features or 4-D images) or a .npz statistics file"
-    )
+    return resolve_source(path).kind
 
 
 def stats_from_features_file(path: str, chunk_rows: int = 4096) -> tuple[GaussianStats, dict]:
     """Stream a 2-D feature file (memory-mapped) into statistics; returns (stats, provenance)."""
-    arr = open_features(path)
-    stats = GaussianStats(int(arr.shape[1]))
-    start, stop = dist_.shard_range(arr.shape[0])  # all rows without a process group
-    with dist_.collective_guard(f"statistics of {path}"):
-        for chunk in iter_feature_chunks(arr[start:stop], chunk_rows):
-            stats.update(chunk)
-    stats = dist_.all_reduce_stats(stats)
-    meta = make_provenance(
-        source=os.path.abspath(path),
-        source_fingerprint=file_fingerprint(path),
-        input_kind="features",
-        dims=int(arr.shape[1]),
-        dtype=str(arr.dtype),
-        n=stats.n,
-    )
-    return stats, meta
+    stats, meta = streaming.statistics(path, chunk_rows=chunk_rows)
+    return stats, meta  # type: ignore[return-value]
+
+
+def _extractor(options: dict[str, Any]) -> Any:
+    """The extractor of the image options: given, or built from name/dims/weights/…"""
+    extractor = options.pop("extractor", None)
+    spec = {k: options.pop(k, None) for k in ("dims", "weights", "device", "profile")}
+    if extractor is None or isinstance(extractor, str):
+        from .features.extract import make_extractor
+
+        return make_extractor(
+            dims=spec["dims"] or 2048,
+            weights=spec["weights"],
+            device=spec["device"],
+            profile=spec["profile"],
+            extractor=extractor or "inception",
+        )
+    return extractor
+
+
+def _image_statistics(path: str, sink: Any = None, **image_options: Any) -> tuple[Any, dict]:
+    opts = dict(image_options)
+    extractor = _extractor(opts)
+    return streaming.statistics(path, extractor, sink=sink, **opts)
 
 
 #: Features kept in memory per side for the exact features route (float32 bytes);
@@ -124,28 +94,27 @@ def load_side(path: str, **image_options: Any) -> Side:
     from .features.extract import FeatureSink
 
     sink = None if dist_.world_size() > 1 else FeatureSink(FEATURES_IN_MEMORY_BYTES)
-    stats, meta = _image_stats(path, sink=sink, **image_options)
+    stats, meta = _image_statistics(path, sink=sink, **image_options)
     features = None if sink is None else sink.array()
     return Side(StatsRecord(stats.mean, stats.cov, stats.n, meta, path, "images"), features)
 
 
 def stats_from_path(path: str, **image_options: Any) -> tuple[GaussianStats, dict]:
-    """Statistics and provenance for a features file or images (not a stats file)."""
+    """Statistics and provenance of any path (features, images, or a statistics file)."""
     kind = path_kind(path)
     if kind == "features":
         return stats_from_features_file(path)
     if kind == "images":
-        return _image_stats(path, **image_options)
-    record = load_stats(path)
-    return record.to_stats(), record.meta
+        return _image_statistics(path, **image_options)
+    return streaming.statistics(path)  # type: ignore[return-value]
 
 
 def features_from_path(path: str, *, logits: bool = False, **image_options: Any) -> np.ndarray:
     """Raw features (N, d) of a path, for metrics that need samples (KID, PRDC, IS).
 
-    A 2-D array file is returned memory-mapped; images go through the FID Inception
-    (``logits=True``: its 1008 logits instead of the pooled features). A statistics file
-    is an error: these metrics need the samples, not their moments.
+    A 2-D array file is returned memory-mapped; images go through the extractor
+    (``logits=True``: the FID Inception's 1008 logits instead of its features). A
+    statistics file is an error: these metrics need the samples, not their moments.
     """
     kind = path_kind(path)
     if kind == "stats":
@@ -155,35 +124,23 @@ def features_from_path(path: str, *, logits: bool = False, **image_options: Any)
         )
     if kind == "features":
         return open_features(path)
-    from .features.extract import feature_batches, make_extractor
+    from .features.extract import feature_batches, open_stream
 
     opts = dict(image_options)
-    extractor = opts.pop("extractor", None) or make_extractor(
-        dims=opts.get("dims", 2048),
-        weights=opts.get("weights"),
-        device=opts.get("device"),
-        profile=opts.get("profile", "pytorch-fid"),
-    )
-    parts = []
-    for item in feature_batches(
+    extractor = _extractor(opts)
+    stream = open_stream(
         path,
         extractor,
-        batch_size=opts.get("batch_size", 50),
-        num_workers=opts.get("num_workers"),
-        skip_bad=opts.get("skip_bad", False),
-        progress=opts.get("progress", False),
-        with_logits=logits,
-    ):
-        parts.append((item[1] if logits else item).cpu().numpy())
+        opts.get("batch_size", 50),
+        opts.get("num_workers"),
+        opts.get("skip_bad", False),
+        opts.get("progress", False),
+    )
+    parts = [
+        (item[1] if logits else item).cpu().numpy()
+        for item in feature_batches(stream, extractor, with_logits=logits)
+    ]
     return np.concatenate(parts)
-
-
-def _image_stats(path: str, **image_options: Any) -> tuple[GaussianStats, dict]:
-    try:
-        from .features.extract import stats_from_images
-    except ImportError as exc:  # pragma: no cover - the image stage ships with the package
-        raise FidevalError(f"{path}: image input needs fideval's image stage ({exc})") from exc
-    return stats_from_images(path, **image_options)
 
 
 def _in_memory(side: Side) -> bool:

@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import FidevalError, NonFiniteFeaturesError
+from ._arrays import check_finite_rows
+from .errors import FidevalError
 from .frechet import ArrayLike, compute_device
 
 __all__ = ["GaussianStats", "GroupedStats", "check_finite_batch"]
@@ -33,17 +34,11 @@ __all__ = ["GaussianStats", "GroupedStats", "check_finite_batch"]
 
 def check_finite_batch(batch: torch.Tensor, *, batch_index: int, row_offset: int) -> None:
     """Raise :class:`NonFiniteFeaturesError` naming the batch and rows holding NaN/Inf."""
-    bad = ~torch.isfinite(batch)
-    if not bool(bad.any()):
-        return
-    rows = torch.nonzero(bad.any(dim=1)).flatten().cpu()
-    shown = ", ".join(str(int(r)) for r in rows[:10])
-    stream = ", ".join(str(int(r) + row_offset) for r in rows[:10])
-    more = "" if rows.numel() <= 10 else f", … ({rows.numel()} rows in all)"
-    raise NonFiniteFeaturesError(
-        f"features batch {batch_index}: {int(bad.sum())} NaN/Inf value(s) in "
-        f"{rows.numel()} row(s) (rows {shown}{more} of the batch; stream rows {stream}); "
-        f"expected finite features — check the extractor input or the data file"
+    check_finite_rows(
+        batch,
+        f"features batch {batch_index}",
+        row_offset=row_offset,
+        hint=" — check the extractor input or the data file",
     )
 
 

@@ -1,10 +1,9 @@
-"""Images -> features -> streaming statistics, batch by batch (no feature list kept).
+"""Images -> features, batch by batch.
 
-:func:`stats_from_images` is the image branch of the pipeline: any image source
-(see :mod:`fideval.data.images`) through the extractor's preprocessing profile
-and network into :class:`fideval.stats.GaussianStats`, with provenance.
-:func:`feature_batches` yields the raw feature batches for metrics that need
-them (KID, PRDC, Inception Score with ``with_logits=True``).
+:func:`open_stream` opens an image source (see :mod:`fideval.data.images`) with the
+extractor's preprocessing (its ``worker_preprocess`` runs in the DataLoader workers);
+:func:`feature_batches` applies the extractor to each batch, checking the features.
+The statistics of a stream are made by :func:`fideval.streaming.statistics`.
 """
 
 from __future__ import annotations
@@ -15,13 +14,10 @@ from typing import Any
 
 import torch
 
-from .. import distributed as dist_
+from .._arrays import check_finite_rows
 from ..data.images import ImageStream, iter_image_batches
 from ..errors import FidevalError
-from ..io.provenance import make_provenance
-from ..stats import GaussianStats, check_finite_batch
 from .base import network_features, worker_preprocess
-from .inception import InceptionExtractor
 
 
 def make_extractor(
@@ -29,13 +25,17 @@ def make_extractor(
     dims: int = 2048,
     weights: str | Path | None = None,
     device: str | torch.device | None = None,
-    profile: str = "pytorch-fid",
-) -> InceptionExtractor:
-    """The FID Inception extractor (weights resolved by :mod:`fideval.io.weights`)."""
-    return InceptionExtractor(dims, weights=weights, device=device, profile=profile)
+    profile: str | None = None,
+    extractor: str = "inception",
+) -> Any:
+    """The extractor named ``extractor`` (default: the FID Inception with ``dims``)."""
+    from .registry import extractor as by_name
+
+    options = {"dims": dims} if extractor in ("inception", "inception-v3-fid") else {}
+    return by_name(extractor, weights=weights, device=device, profile=profile, **options)
 
 
-def _stream(
+def open_stream(
     source: Any,
     extractor: Any,
     batch_size: int,
@@ -79,7 +79,7 @@ def feature_batches(
     ``description()`` afterwards). NaN/Inf features raise
     :class:`~fideval.errors.NonFiniteFeaturesError` naming the batch and rows.
     """
-    stream = _stream(source, extractor, batch_size, num_workers, skip_bad, progress)
+    stream = open_stream(source, extractor, batch_size, num_workers, skip_bad, progress)
     preprocessed = worker_preprocess(extractor) is not None
     if with_logits and not (preprocessed and hasattr(extractor, "features_and_logits")):
         raise FidevalError(
@@ -93,7 +93,7 @@ def feature_batches(
         else:
             feats = network_features(extractor, images, preprocessed)
         try:
-            check_finite_batch(feats, batch_index=b, row_offset=row)
+            check_finite_rows(feats, f"features batch {b}", row_offset=row)
         except FidevalError as exc:
             ids = ", ".join(map(str, stream.last_ids[:5]))
             raise type(exc)(f"{exc}; the batch holds images {ids} ...") from None
@@ -128,42 +128,3 @@ class FeatureSink:
         if self.overflowed or not self._parts:
             return None
         return torch.cat(self._parts).numpy()
-
-
-def stats_from_images(
-    source: Any,
-    extractor: Any | None = None,
-    *,
-    batch_size: int = 50,
-    device: str | torch.device | None = None,
-    num_workers: int | None = None,
-    skip_bad: bool = False,
-    progress: bool = True,
-    dims: int = 2048,
-    weights: str | Path | None = None,
-    profile: str = "pytorch-fid",
-    sink: FeatureSink | None = None,
-) -> tuple[GaussianStats, dict[str, Any]]:
-    """Streaming statistics of the features of ``source``; returns (stats, provenance).
-
-    ``extractor`` defaults to the FID Inception built from ``dims``, ``weights``,
-    ``device`` and ``profile`` (ignored when an extractor is given). Statistics
-    accumulate in float64 on the extractor's device. A ``sink`` also keeps the features.
-    """
-    if extractor is None:
-        extractor = make_extractor(dims=dims, weights=weights, device=device, profile=profile)
-    stream = _stream(source, extractor, batch_size, num_workers, skip_bad, progress)
-    stats = GaussianStats(extractor.dims)
-    with dist_.collective_guard("image statistics"):  # each rank reads its shard
-        for feats in feature_batches(stream, extractor):
-            stats.update(feats)  # type: ignore[arg-type]
-            if sink is not None:
-                sink.add(feats)  # type: ignore[arg-type]
-    stats = dist_.all_reduce_stats(stats)
-    meta = make_provenance(
-        **extractor.provenance(),
-        **stream.description(),
-        input_kind="images",
-        n=stats.n,
-    )
-    return stats, meta
