@@ -58,6 +58,7 @@ def test_written_files_get_the_mode_open_would_give(tmp_path, mask, expected):
     assert (tmp_path / "a.bin").read_bytes() == b"new"
 
 
+@pytest.mark.slow
 @posix
 @pytest.mark.parametrize(("mask", "expected"), [("022", 0o644), ("077", 0o600)])
 def test_cli_output_mode_follows_umask_in_a_fresh_process(tmp_path, mask, expected):

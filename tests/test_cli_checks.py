@@ -148,6 +148,7 @@ def test_stats_output_folder_is_created(tmp_path, feats, capsys):
     assert out.is_file()
 
 
+@pytest.mark.slow
 def test_console_script_bad_output_is_one_line_exit_2(tmp_path, feats):
     (tmp_path / "FILE").write_text("x")
     for output in (tmp_path / "FILE" / "x.npz", "/proc/x.npz"):
@@ -303,6 +304,7 @@ def test_library_warnings_print_as_one_plain_line(feats, tmp_path, capsys, monke
     assert warnings.showwarning is before  # the hook is removed afterwards
 
 
+@pytest.mark.slow
 def test_weights_warning_is_one_plain_line_in_a_console_run(tmp_path, weights, folder):
     """The real case: an unofficial weights file, through `python -m fideval`."""
     ref = tmp_path / "ref.npz"

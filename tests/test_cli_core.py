@@ -89,6 +89,7 @@ def test_dimension_mismatch(tmp_path, rng, capsys):
     assert "dimension mismatch" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_console_script_no_traceback(tmp_path):
     r = subprocess.run(
         [sys.executable, "-m", "fideval", "distance", str(tmp_path / "no.npz"), "x.npz"],

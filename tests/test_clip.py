@@ -72,6 +72,7 @@ def _open_clip_small(layers: int, quick_gelu: bool = True):
 # --------------------------------------------------------------------------- parity with open_clip
 
 
+@pytest.mark.slow
 def test_reduced_depth_matches_open_clip_quickgelu():
     state = seeded_random_state_dict(seed=1, layers=2)
     net = CLIPVisionTower(layers=2)
@@ -99,6 +100,7 @@ def full_state():
     return seeded_random_state_dict(seed=2, prefix="visual.")
 
 
+@pytest.mark.slow
 def test_full_vitl14_336_end_to_end_matches_open_clip(full_state):
     """The real configuration (24 blocks, 336 px) through the extractor, against
     open_clip.create_model('ViT-L-14-336-quickgelu', pretrained=None).encode_image."""
@@ -214,6 +216,7 @@ def _isolate(tmp_path, monkeypatch):
     return tmp_path / "home" / ".cache"
 
 
+@pytest.mark.slow
 def test_torchscript_archive_is_read_without_running_it(small_archive, monkeypatch):
     path, want = small_archive
 
@@ -231,6 +234,7 @@ def test_torchscript_archive_is_read_without_running_it(small_archive, monkeypat
         assert torch.equal(state[k], v), k
 
 
+@pytest.mark.slow
 def test_archive_found_in_the_clip_cache_and_verified(small_archive, tmp_path, monkeypatch):
     path, want = small_archive
     cache = _isolate(tmp_path, monkeypatch)
@@ -273,6 +277,7 @@ def test_cmmd_npy_and_plain_state_dicts(tmp_path, monkeypatch):
         assert all(torch.equal(got[k], v) for k, v in state.items())
 
 
+@pytest.mark.slow
 def test_extractor_is_strict_and_names_the_file(small_archive):
     path, _ = small_archive
     with pytest.warns(UserWarning), pytest.raises(FidevalError) as err:

@@ -147,6 +147,7 @@ def test_reduced_depth_matches_timm_and_the_resize_rule_matters():
     assert (wrong - ours).abs().max().item() > 1000 * TOL
 
 
+@pytest.mark.slow
 def test_full_vitl14_end_to_end_matches_timm():
     """The real ViT-L/14 configuration (24 blocks) through the extractor, edm2 profile."""
     state = seeded_random_state_dict("vitl14", seed=2)
@@ -162,6 +163,7 @@ def test_full_vitl14_end_to_end_matches_timm():
     assert got.abs().max() > 0.5  # not a degenerate (collapsed) feature
 
 
+@pytest.mark.slow
 def test_full_vitb14_dgm_eval_profile_matches_timm():
     state = seeded_random_state_dict("vitb14", seed=3)
     ext = DINOv2Extractor("vitb14", weights=state, device="cpu", profile="dgm-eval")

@@ -170,6 +170,7 @@ def test_t_quantile_matches_scipy() -> None:
         assert t_quantile(0.95, df) == pytest.approx(sstats.t.ppf(0.975, df), rel=1e-9)
 
 
+@pytest.mark.slow
 def test_interval_coverage_small_monte_carlo() -> None:
     """Coverage of the 95% intervals over 200 streams at d=4, N=2000 (K=10)."""
     d, n, reps = 4, 2000, 200

@@ -186,6 +186,7 @@ def test_unknown_n_rank_deficient_is_bounded_and_warned():
     assert known.clamped_fd_bound <= r.clamped_fd_bound
 
 
+@pytest.mark.slow
 def test_float32_stored_statistics_with_n_below_d(tmp_path):
     """float32 .npz statistics (as pytorch-fid users save them) at N ≤ d: accepted, with
     the float32 storage setting the tolerance, and within float32's own error bound."""

@@ -249,6 +249,7 @@ def _run(capsys, *argv):
     return code, out.out, out.err
 
 
+@pytest.mark.slow
 def test_cli_fid_two_folders(folder, tmp_path, weights, capsys):
     other = tmp_path / "other"
     other.mkdir()

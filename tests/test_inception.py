@@ -94,6 +94,7 @@ def test_network_is_eval_only():
     net.eval()  # allowed
 
 
+@pytest.mark.slow
 def test_extractor_contract(extractor, images, weights_file):
     feats = extractor.features(images)  # preprocessed network input (the workers' fast path)
     assert feats.shape == (1, 2048)
@@ -127,6 +128,7 @@ def test_extractor_contract(extractor, images, weights_file):
     assert not extractor.training and not extractor.net.training
 
 
+@pytest.mark.slow
 def test_all_outputs_one_pass_consistent(extractor, images):
     out = extractor.outputs(images, (64, 192, 768, 2048, LOGITS))
     assert {k: tuple(v.shape) for k, v in out.items()} == {
@@ -151,6 +153,7 @@ def test_all_outputs_one_pass_consistent(extractor, images):
     torch.testing.assert_close(lg_b, out[LOGITS], atol=0, rtol=0)
 
 
+@pytest.mark.slow
 def test_logits_default_has_no_fc_bias(extractor, weights_file, images):
     """logits() is pool3·Wᵀ (float64 reference, float32 dot-product bound) unless asked.
 
@@ -181,6 +184,7 @@ def test_logits_default_has_no_fc_bias(extractor, weights_file, images):
     )
 
 
+@pytest.mark.slow
 def test_channels_last_matches_contiguous(weights_file, extractor, images):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -118,6 +118,7 @@ def test_errors_name_the_file(files, tmp_path, capsys):
     assert "a.npy" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_image_inputs_for_is_and_kid(tmp_path, capsys):
     """`fideval is` / `fideval kid` on image arrays go through the FID Inception."""
     import json as _json
@@ -195,6 +196,7 @@ def test_kid_kernel_flags_are_used_and_recorded(files, capsys):
     assert linear["kernel"] == {"degree": 1, "gamma": 1.0, "coef0": 0.0}
 
 
+@pytest.mark.slow
 def test_is_of_images_defaults_to_logits_without_bias(tmp_path, capsys):
     """`fideval is IMAGES` scores pool3·Wᵀ (no fc bias) and records it; the biased
     variant is `--logits-with-bias`. Same batches and the same network on both sides,

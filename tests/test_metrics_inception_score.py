@@ -158,6 +158,7 @@ def _extractor(weights):
         return InceptionExtractor(2048, weights=weights, device="cpu")
 
 
+@pytest.mark.slow
 def test_is_from_images_uses_logits_without_bias(random_inception):
     """fideval's IS of images equals an independent pool3·Wᵀ + numpy reference.
 
@@ -214,6 +215,7 @@ def test_is_from_images_uses_logits_without_bias(random_inception):
     assert "logits_bias" not in inception_score(z_ref, splits=splits).as_dict()
 
 
+@pytest.mark.slow
 def test_is_from_images_rejects_a_non_boolean_bias(random_inception):
     from fideval.metrics.inception_score import inception_score_from_images
 

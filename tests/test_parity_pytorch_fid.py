@@ -63,6 +63,7 @@ def inputs():
     return torch.rand(2, 3, 32, 32, generator=g)  # images in [0, 1], as pytorch-fid takes
 
 
+@pytest.mark.slow
 def test_features_and_logits_equal_pytorch_fid(pytorch_fid_weights, inputs):
     ref_net = pfi.InceptionV3(output_blocks=[0, 1, 2, 3]).eval()
     full = pfi.fid_inception_v3().eval()  # torchvision Inception with the FID blocks: logits
@@ -102,6 +103,7 @@ def folders(tmp_path_factory):
     return _write_folder(root / "a", 67, 0, 0), _write_folder(root / "b", 68, 1, 40)
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:The `disp` argument:DeprecationWarning")
 def test_fid_of_two_folders_equals_pytorch_fid(pytorch_fid_weights, folders, capsys):
     """dims=64 with N > 64: full-rank covariances, so scipy's sqrtm is reliable."""
@@ -136,6 +138,7 @@ def test_fid_of_two_folders_equals_pytorch_fid(pytorch_fid_weights, folders, cap
     assert res["fid"] == pytest.approx(ref, rel=1e-4)
 
 
+@pytest.mark.slow
 def test_2048_statistics_equal_pytorch_fid(pytorch_fid_weights, folders):
     """Full network, pool3: mu and sigma of a few images (no sqrtm at d=2048: too slow)."""
     a, _ = folders
