@@ -20,6 +20,7 @@ pfi = pytest.importorskip("pytorch_fid.inception")
 pytest.importorskip("torchvision")
 fid_score = pytest.importorskip("pytorch_fid.fid_score")
 
+import fideval  # noqa: E402
 from fideval.cli import main  # noqa: E402
 from fideval.features.inception import (  # noqa: E402
     LOGITS,
@@ -136,6 +137,11 @@ def test_fid_of_two_folders_equals_pytorch_fid(pytorch_fid_weights, folders, cap
     assert res["n_a"] == 67 and res["n_b"] == 68
     assert ref > 0.1
     assert res["fid"] == pytest.approx(ref, rel=1e-4)
+    # The Python entry point is the same path: fideval.fid == `fideval fid`, exactly.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = fideval.fid(a, b, dims=64, weights=pytorch_fid_weights, num_workers=0)
+    assert r.value == res["fid"] and r.method == res["method"] == "features-nuclear"
 
 
 @pytest.mark.slow

@@ -5,6 +5,7 @@ metrics / estimate → train (Evaluator) → cli.
 """
 
 from ._version import __version__
+from .api import FID, fid
 from .errors import FidevalError, IncompatibleStatsError, NonFiniteFeaturesError, NumericalError
 from .features.base import Extractor, as_extractor
 from .features.registry import extractor, extractor_names, register_extractor
@@ -20,6 +21,7 @@ from .io.statsfile import StatsRecord, load_stats, save_stats
 from .stats import GaussianStats, GroupedStats
 
 __all__ = [
+    "FID",
     "Extractor",
     "FidevalError",
     "FrechetReference",
@@ -35,6 +37,7 @@ __all__ = [
     "check_compatible",
     "extractor",
     "extractor_names",
+    "fid",
     "frechet_details",
     "frechet_distance",
     "frechet_from_features",
