@@ -154,9 +154,20 @@ def test_extractor_covariance_full_rank(
 
 def test_extractor_rejects_bad_input(extractor: DigitsFeatureExtractor) -> None:
     with pytest.raises(FidevalError, match=r"\(B, 1, 8, 8\)"):
-        extractor(torch.zeros(2, 3, 8, 8))
+        extractor(torch.zeros(2, 2, 8, 8))
+    with pytest.raises(FidevalError, match=r"\(B, 1, 8, 8\)"):
+        extractor(torch.zeros(2, 1, 16, 16))
     with pytest.raises(FidevalError, match="dtype"):
-        extractor(torch.zeros(2, 1, 8, 8, dtype=torch.uint8))
+        extractor(torch.zeros(2, 1, 8, 8, dtype=torch.int32))
+
+
+def test_extractor_contract_inputs(extractor: DigitsFeatureExtractor) -> None:
+    """uint8 images are /255 and 3-channel gray (as folders give) is its channel mean."""
+    g = torch.Generator().manual_seed(0)
+    u8 = torch.randint(0, 256, (4, 1, 8, 8), generator=g, dtype=torch.uint8)
+    want = extractor(u8.float() / 255)
+    torch.testing.assert_close(extractor(u8), want, atol=0, rtol=0)
+    torch.testing.assert_close(extractor(u8.expand(-1, 3, -1, -1)), want, atol=0, rtol=0)
 
 
 def test_digits_cnn_state_dict_roundtrip() -> None:

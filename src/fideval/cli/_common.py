@@ -145,6 +145,13 @@ def add_image_flags(parser: argparse.ArgumentParser, *, device: bool = True) -> 
     """
     g = parser.add_argument_group("image inputs")
     g.add_argument(
+        "--extractor",
+        default="inception",
+        metavar="NAME",
+        help="feature extractor: inception (default, FID), dinov2-vitl14 (FD_DINOv2), "
+        "dinov2-vitb14, clip-vitl14-336 (CMMD), digits",
+    )
+    g.add_argument(
         "--batch-size", type=positive_int, default=50, help="images per batch (default 50)"
     )
     if device:
@@ -167,12 +174,17 @@ def add_image_flags(parser: argparse.ArgumentParser, *, device: bool = True) -> 
         default=None,
         help="DataLoader worker processes for decoding (default: min(8, cores))",
     )
-    g.add_argument("--weights", default=None, help="Inception weights file (pytorch-fid format)")
+    g.add_argument(
+        "--weights",
+        default=None,
+        help="the extractor's weights file (default: looked up in the caches, downloaded "
+        "when online)",
+    )
     g.add_argument(
         "--profile",
-        default="pytorch-fid",
-        choices=("pytorch-fid", "clean"),
-        help="preprocessing profile (default pytorch-fid)",
+        default=None,
+        help="preprocessing profile (default: the extractor's protocol; inception: "
+        "pytorch-fid or clean; dinov2: edm2 or dgm-eval)",
     )
     g.add_argument(
         "--skip-bad",
@@ -191,6 +203,7 @@ def image_options(args: argparse.Namespace) -> dict[str, Any]:
         "num_workers": args.num_workers,
         "weights": args.weights,
         "profile": args.profile,
+        "extractor": getattr(args, "extractor", "inception"),
         "skip_bad": args.skip_bad,
         "progress": not args.no_progress,
     }
@@ -261,7 +274,7 @@ def check_image_inputs(*paths: str) -> None:
 
 
 def build_extractor(args: argparse.Namespace) -> Any:
-    """The FID Inception extractor of the image flags, built once, before any image is read.
+    """The extractor of the image flags (``--extractor``), built once, before any image is read.
 
     Building it resolves and loads the weights, so a missing or unreadable ``--weights``
     file is reported before the extraction starts. Any error is one line naming the
@@ -271,7 +284,11 @@ def build_extractor(args: argparse.Namespace) -> Any:
 
     try:
         return make_extractor(
-            dims=args.dims, weights=args.weights, device=args.device, profile=args.profile
+            dims=args.dims,
+            weights=args.weights,
+            device=args.device,
+            profile=args.profile,
+            extractor=getattr(args, "extractor", "inception"),
         )
     except FidevalError as exc:
         if "\n" not in str(exc):

@@ -63,11 +63,11 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         _common.print_json(res)
     else:
-        print(f"Inception Score: {res['inception_score']:.6f}")
-        print(f"FID: {res['fid']:.6f}")
-        print(f"sFID: {res['sfid']:.6f}")
+        print(f"Inception Score: {res['inception_score']:.8g}")
+        print(f"FID: {res['fid']:.8g}")
+        print(f"sFID: {res['sfid']:.8g}")
         for name, key in (("Precision", "precision"), ("Recall", "recall")):
             value = res[key]
-            print(f"{name}: {'n/a' if value is None else f'{value:.6f}'}")
+            print(f"{name}: {'n/a' if value is None else f'{value:.8g}'}")
     _common.warn_all(res["warnings"])
     return 0

@@ -24,6 +24,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("a", metavar="PATH_A")
     p.add_argument("b", metavar="PATH_B")
+    p.add_argument(
+        "--save-stats",
+        action="store_true",
+        help="as pytorch-fid: compute the statistics of PATH_A and save them to PATH_B (.npz) "
+        "instead of comparing (the same as `fideval stats PATH_A -o PATH_B`)",
+    )
     _common.add_image_flags(p)
     _common.add_force_flag(p)
     _common.add_json_flag(p)
@@ -38,6 +44,10 @@ def run(args: argparse.Namespace) -> int:
     one side is a statistics file and the other images — the statistics' provenance
     against the extractor that will make the image side. Only then are images read.
     """
+    if getattr(args, "save_stats", False):
+        from . import stats
+
+        return stats.run(argparse.Namespace(**{**vars(args), "path": args.a, "output": args.b}))
     distributed.init_from_env(getattr(args, "device", None))  # under torchrun: sharded reads
     paths = (args.a, args.b)
     kinds = [path_kind(p) for p in paths]

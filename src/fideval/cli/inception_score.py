@@ -46,6 +46,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if path_kind(args.logits) == "images":
         opts = _common.image_options(args)
+        if opts["extractor"] not in ("inception", "inception-v3-fid"):
+            raise FidevalError(
+                f"--extractor {opts['extractor']}: the Inception Score is defined on the FID "
+                "Inception's 1008 classes; use --extractor inception"
+            )
         res = inception_score_from_images(
             args.logits,
             splits=args.splits,
@@ -54,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
             logits_bias=args.logits_with_bias,
             weights=opts["weights"],
             device=opts["device"],
-            profile=opts["profile"],
+            profile=opts["profile"] or "pytorch-fid",
             batch_size=opts["batch_size"],
             num_workers=opts["num_workers"],
             skip_bad=opts["skip_bad"],

@@ -233,7 +233,9 @@ class DigitsFeatureExtractor(nn.Module):
         return next(self.net.parameters()).device
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Features ``(B, dims)`` float32 of images ``(B, 1, 8, 8)`` or ``(B, 8, 8)`` in [0, 1]."""
+        """Features ``(B, dims)`` float32 of 8×8 images ``(B, 1, 8, 8)``, ``(B, 8, 8)`` or
+        ``(B, 3, 8, 8)`` (gray repeated, as image folders give: the channel mean is used),
+        uint8 or float in [0, 1]."""
         if not isinstance(images, torch.Tensor):
             raise FidevalError(
                 f"digits extractor: expected a torch.Tensor, got {type(images).__name__}"
@@ -241,15 +243,23 @@ class DigitsFeatureExtractor(nn.Module):
         x = images
         if x.ndim == 3:
             x = x.unsqueeze(1)
+        if x.ndim == 4 and x.shape[1] in (3, 4):  # the contract's RGB(A): gray = channel mean
+            x = (
+                x[:, :3].float().mean(dim=1, keepdim=True)
+                if x.is_floating_point()
+                else (x[:, :3].float().mean(dim=1, keepdim=True).round().to(torch.uint8))
+            )
         if x.ndim != 4 or tuple(x.shape[1:]) != (1, DIGITS_IMAGE_SIZE, DIGITS_IMAGE_SIZE):
             raise FidevalError(
-                "digits extractor: expected images of shape (B, 1, 8, 8) or (B, 8, 8) in [0, 1], "
-                f"got {tuple(images.shape)}"
+                "digits extractor: expected 8×8 images (B, 1, 8, 8), (B, 3, 8, 8) or (B, 8, 8), "
+                f"uint8 or float in [0, 1], got {tuple(images.shape)}"
             )
-        if not x.is_floating_point():
+        if x.dtype == torch.uint8:
+            x = x.float() / 255.0
+        elif not x.is_floating_point():
             raise FidevalError(
-                f"digits extractor: expected float images in [0, 1], got dtype {x.dtype} "
-                "(for raw load_digits values 0..16 divide by 16)"
+                f"digits extractor: expected uint8 or float images in [0, 1], got dtype "
+                f"{x.dtype} (for raw load_digits values 0..16 divide by 16)"
             )
         with torch.inference_mode():
             x = x.to(device=self.device, dtype=torch.float32)
