@@ -335,5 +335,5 @@ def sample_pair(args: argparse.Namespace, a: str, b: str) -> tuple[Any, Any]:
     for i in order:
         if kinds[i] == "images" and extractor is None:
             extractor = build_extractor(args)
-        out[i] = features_from_path((a, b)[i], **options, extractor=extractor)
+        out[i] = features_from_path((a, b)[i], **{**options, "extractor": extractor})
     return out[0], out[1]
