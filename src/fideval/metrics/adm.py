@@ -601,6 +601,8 @@ def read_stored_stats(path: str | Path) -> dict[str, np.ndarray] | None:
     """The stored ``mu``/``sigma``/``mu_s``/``sigma_s`` of a batch file, or None without ``mu``.
 
     Shapes are checked: mu (2048,), sigma (2048, 2048), mu_s (2023,), sigma_s (2023, 2023).
+    An ``n`` (number of images, written by :func:`save_adm_stats`; ADM's files have none)
+    is returned too: the Fréchet kernel then knows each covariance's rank (≤ n − 1).
     """
     p = Path(path)
     keys = npz_keys(p)
@@ -629,6 +631,11 @@ def read_stored_stats(path: str | Path) -> dict[str, np.ndarray] | None:
         if not np.isfinite(arr).all():
             raise FidevalError(f"{p}: {key} holds NaN/Inf; expected finite statistics")
         out[key] = arr
+    if "n" in keys:
+        n = read_npz_member(p, "n")
+        if n.shape != () or n.dtype.kind not in "iu" or int(n) < 1:
+            raise FidevalError(f"{p}: n is {n.dtype} {n.shape}; expected a whole number ≥ 1")
+        out["n"] = n
     return out
 
 
@@ -687,6 +694,8 @@ class _Side:
         self.pool: np.ndarray | None = None
         self.stats: dict[str, np.ndarray] | None = self.stored
         self.n_stats: int | None = None
+        if self.stored is not None and "n" in self.stored:
+            self.n_stats = int(self.stored["n"])
         self.is_values: list[float] | None = None
 
     @property
