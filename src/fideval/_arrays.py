@@ -1,4 +1,5 @@
-"""The bottom of the flow: one finiteness check and one message format for it.
+"""The bottom of the flow: one float64 conversion with its dtype policy, and one
+finiteness check with one message format.
 
 Every NaN/Inf error names the array (file, key, or ``features batch b``), counts the bad
 values and lists the first bad rows — in the batch and in the whole stream when the
@@ -7,11 +8,44 @@ array is one batch of a stream.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-from .errors import NonFiniteFeaturesError
+from .errors import FidevalError, NonFiniteFeaturesError
 
-__all__ = ["check_finite", "check_finite_rows"]
+__all__ = ["ArrayLike", "as_float64", "check_finite", "check_finite_rows", "compute_device"]
+
+ArrayLike = np.ndarray | torch.Tensor
+_EPS64 = float(np.finfo(np.float64).eps)
+
+
+def compute_device(device: torch.device) -> torch.device:
+    """float64 is unavailable on MPS: statistics are computed on the CPU there."""
+    return torch.device("cpu") if device.type == "mps" else device
+
+
+def as_float64(x: ArrayLike, name: str) -> tuple[torch.Tensor, float]:
+    """Return ``x`` as a float64 tensor on a float64-capable device, and the input's eps.
+
+    The eps of the input dtype sets the round-off tolerances: a covariance stored in
+    float32 carries float32 round-off even after conversion.
+    """
+    if isinstance(x, torch.Tensor):
+        if not (x.dtype.is_floating_point or x.dtype in _INT_DTYPES):
+            raise FidevalError(f"{name}: expected a real-valued tensor, got dtype {x.dtype}")
+        eps = float(torch.finfo(x.dtype).eps) if x.dtype.is_floating_point else _EPS64
+        eps = max(eps, _EPS64)
+        dev = compute_device(x.device)
+        return x.detach().to(device=dev, dtype=torch.float64), eps
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "fiub":
+        raise FidevalError(f"{name}: expected a real-valued array, got dtype {arr.dtype}")
+    eps = max(float(np.finfo(arr.dtype).eps), _EPS64) if arr.dtype.kind == "f" else _EPS64
+    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    return torch.from_numpy(arr if arr.flags.writeable else arr.copy()), eps
+
+
+_INT_DTYPES = {torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8, torch.bool}
 
 
 def check_finite(t: torch.Tensor, name: str) -> None:

@@ -29,73 +29,24 @@ import datetime
 import os
 from collections.abc import Iterator
 
-import numpy as np
 import torch
 import torch.distributed as dist
 
+# Re-exported: fideval.distributed is the public name of the rank helpers too.
+from ._ranks import (  # noqa: F401
+    _LOCAL_ONLY,
+    is_distributed,
+    is_main_process,
+    local_only,
+    rank,
+    rank_seed,
+    shard_range,
+    world_size,
+)
 from .errors import FidevalError
 from .stats import GaussianStats, GroupedStats
 
 DEFAULT_TIMEOUT_S = 300
-
-
-_LOCAL_ONLY = [0]
-
-
-def is_distributed() -> bool:
-    """True when a torch.distributed process group with more than one rank is active
-    (and not inside :func:`local_only`)."""
-    return (
-        not _LOCAL_ONLY[0]
-        and dist.is_available()
-        and dist.is_initialized()
-        and dist.get_world_size() > 1
-    )
-
-
-@contextlib.contextmanager
-def local_only() -> Iterator[None]:
-    """Ignore the process group inside the block: no sharding, no collectives.
-
-    For code that only one rank runs (e.g. a trainer that evaluates on its main process
-    only), where a collective would wait forever for the other ranks.
-    """
-    _LOCAL_ONLY[0] += 1
-    try:
-        yield
-    finally:
-        _LOCAL_ONLY[0] -= 1
-
-
-def rank() -> int:
-    return dist.get_rank() if is_distributed() else 0
-
-
-def world_size() -> int:
-    return dist.get_world_size() if is_distributed() else 1
-
-
-def is_main_process() -> bool:
-    return rank() == 0
-
-
-def shard_range(n: int, rank_: int | None = None, world: int | None = None) -> tuple[int, int]:
-    """The contiguous half-open range [start, stop) of ``n`` items that ``rank_`` owns.
-
-    The first ``n mod world`` ranks get one extra item: every item is owned exactly once.
-    """
-    r = rank() if rank_ is None else rank_
-    w = world_size() if world is None else world
-    base, extra = divmod(int(n), w)
-    start = r * base + min(r, extra)
-    return start, start + base + (1 if r < extra else 0)
-
-
-def rank_seed(seed: int, *keys: int, rank_: int | None = None) -> int:
-    """A per-rank seed, distinct across ranks and keys, reproducible from ``seed``."""
-    r = rank() if rank_ is None else rank_
-    ss = np.random.SeedSequence(int(seed), spawn_key=(*[int(k) for k in keys], r))
-    return int(ss.generate_state(1, dtype=np.uint32)[0])
 
 
 def _collective_device(device: torch.device | None) -> torch.device:

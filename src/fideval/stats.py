@@ -25,9 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._arrays import check_finite_rows
+from ._arrays import ArrayLike, check_finite_rows, compute_device
 from .errors import FidevalError
-from .frechet import ArrayLike, compute_device
 
 __all__ = ["GaussianStats", "GroupedStats", "check_finite_batch"]
 

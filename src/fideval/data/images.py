@@ -34,7 +34,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from .. import distributed as dist_
+from .. import _ranks as dist_
 from ..errors import FidevalError
 from .layout import to_nchw
 

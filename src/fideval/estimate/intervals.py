@@ -28,7 +28,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..metrics.replicate import student_t_ppf
+from .._tdist import student_t_ppf
 
 __all__ = ["influence_variance", "linear_se", "t_quantile"]
 
