@@ -58,7 +58,7 @@ def test_merge_is_exact_and_associative(rng):
 
 
 def test_large_mean_small_spread_stays_exact(rng):
-    # Raw Σxxᵀ in float32 fails here (DESIGN.md §2); centred float64 merging does not.
+    # Raw Σxxᵀ in float32 fails here (docs/numerics.md); shifted float64 sums do not.
     x = (rng.standard_normal((2000, 8)) + 1e4).astype(np.float32)
     s = GaussianStats()
     for chunk in np.array_split(x, 37):

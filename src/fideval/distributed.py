@@ -83,7 +83,8 @@ def _common_shift(stats_list: list[GaussianStats], d: int, device: torch.device)
     """The mean of the lowest rank that has samples (broadcast: d float64 values).
 
     Any rank's mean is within a few standard deviations of the pooled mean, so the
-    shifted sums lose nothing to cancellation (a zero shift would: DESIGN.md §2).
+    shifted sums lose nothing to cancellation (a zero shift would, once the mean is
+    large relative to the spread).
     """
     local = next((s for s in stats_list if s.n), None)
     src = torch.tensor([float(rank() if local is not None else world_size())], device=device)
