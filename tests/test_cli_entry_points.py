@@ -115,3 +115,35 @@ def test_extractor_flag_selects_the_registry(setup, capsys):
         ["stats", str(root / "digits"), "-o", str(root / "x.npz"), "--extractor", "nope"], capsys
     )
     assert code == 2 and "unknown extractor 'nope'" in err and "\n" not in err.strip()
+
+
+def test_cmmd_of_images_equals_cmmd_of_their_embeddings(setup, capsys):
+    """Images go through the chosen extractor (CLIP by default; digits here, to stay small)."""
+    from fideval.metrics.cmmd import cmmd
+
+    root, _ = setup
+    ext = fideval.extractor("digits")
+    imgs = torch.stack(
+        [torch.from_numpy(np.array(Image.open(root / "digits" / f"{i}.png"))) for i in range(12)]
+    )
+    emb = ext(imgs.unsqueeze(1)).numpy()
+    np.save(root / "emb.npy", emb[6:])
+    (root / "half").mkdir(exist_ok=True)
+    for i in range(6):
+        Image.fromarray(imgs[i].numpy()).save(root / "half" / f"{i}.png")
+    code, out, err = run(
+        [
+            "cmmd",
+            str(root / "half"),
+            str(root / "emb.npy"),
+            "--extractor",
+            "digits",
+            "--num-workers",
+            "0",
+            "--no-progress",
+            "--json",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    assert json.loads(out)["cmmd"] == pytest.approx(cmmd(emb[:6], emb[6:]), rel=1e-6)
