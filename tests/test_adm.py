@@ -433,6 +433,7 @@ def parity(tmp_path_factory):
     }
 
 
+@pytest.mark.slow
 def test_features_match_torch_fidelity(parity):
     imgs = np.concatenate([parity["ref"], parity["smp"]])
     tf = {
@@ -452,6 +453,7 @@ def test_features_match_torch_fidelity(parity):
     assert ours == pytest.approx(theirs, rel=1e-6)
 
 
+@pytest.mark.slow
 def test_default_layout_features_within_tolerance(parity):
     imgs = parity["smp"][:4]
     tf = {k: v[:4] for k, v in parity["tf_smp"].items()}

@@ -232,6 +232,7 @@ def vitb14_state():
     return seeded_random_state_dict("vitb14", seed=7)
 
 
+@pytest.mark.slow
 def test_contract_and_weights_file(tmp_path, vitb14_state):
     path = tmp_path / "dinov2_vitb14_pretrain.pth"
     torch.save(vitb14_state, path)
@@ -260,6 +261,7 @@ def test_contract_and_weights_file(tmp_path, vitb14_state):
     assert torch.equal(ext2(_images(6, 1, 40, 40)), feats)
 
 
+@pytest.mark.slow
 def test_loading_is_strict_and_errors_name_the_source(tmp_path, vitb14_state):
     without_mask = {k: v for k, v in vitb14_state.items() if k != "mask_token"}
     DINOv2Extractor("vitb14", weights=without_mask, device="cpu")  # mask_token optional
