@@ -532,6 +532,7 @@ def test_suite_file_errors(tmp_path):
     cases = {
         "float.npz": ({"arr_0": np.zeros((4, 8, 8, 3), np.float32)}, "expected uint8 images"),
         "gray.npz": ({"arr_0": np.zeros((4, 8, 8), np.uint8)}, "expected uint8 images"),
+        "three.npz": ({"arr_0": np.zeros((3, 8, 8, 3), np.uint8)}, "at least 4"),
         "mu_only.npz": (
             {"arr_0": np.zeros((4, 8, 8, 3), np.uint8), "mu": np.zeros(2048)},
             "not 'sigma'",

@@ -47,11 +47,14 @@ least one sample ball. Two distance profiles (``manifold=``):
   ``≤ radius``) equals the one made with the direct formula Σ(uᵢ − vᵢ)² in float64 with a
   fixed summation tree: the fast expanded form decides wherever its rigorous round-off
   bound allows, and the undecided pairs are recomputed directly. The point itself is
-  excluded by index; duplicates count as neighbours at distance 0. Differs from ``adm``
-  by ≈0.1–0.25 points of precision/recall on ImageNet.
+  excluded by index; duplicates count as neighbours at distance 0. Float32/float64
+  ports of ADM are reported to differ from its numbers by ≈0.1–0.25 percentage points of
+  precision/recall on ImageNet 256 (not measured here: that needs the real weights).
 
-Memory: features of both sets (N × 2048 float32), a d×d accumulator per statistic, and
-blocks of pairwise distances of a few tens of MB: never an N × N matrix.
+Memory: features of both sets (N × 2048 float32, 8 KiB per image), a d×d accumulator
+per statistic, one column block of float16-rounded features held as float64
+(10 000 × 2048 × 8 B = 164 MB) and tiles of pairwise values of at most 64 MB: never an
+N × N matrix.
 
 Files: if a batch file has ``mu``, its stored ``mu``/``sigma``/``mu_s``/``sigma_s`` are
 used for FID and sFID (ADM's rule, either side); otherwise they are computed from its
@@ -64,6 +67,7 @@ import json
 import math
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +159,26 @@ def spatial_hwc(branch_out: torch.Tensor) -> torch.Tensor:
     return part.reshape(branch_out.shape[0], SPATIAL_DIM).float().clone()
 
 
+@contextmanager
+def _full_float32(device: torch.device) -> Iterator[None]:
+    """IEEE float32 convolutions and products on CUDA (no TF32) inside the block.
+
+    torch lets cuDNN use TF32 (10-bit mantissa) for float32 convolutions by default; the
+    ADM numbers are float32 ones. The previous settings are restored on exit.
+    """
+    if device.type != "cuda":
+        yield
+        return
+    conv, mm = torch.backends.cudnn.allow_tf32, torch.get_float32_matmul_precision()
+    torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = conv
+        torch.set_float32_matmul_precision(mm)
+
+
 class ADMInception:
     """The ADM evaluator's three outputs of one pass of the FID Inception.
 
@@ -186,7 +210,8 @@ class ADMInception:
         x = adm_preprocess(images, self.device)
         self._captured = None
         # One pass: pool_3 and pool_3·Wᵀ (no bias) from the extractor, the hook's sFID part.
-        pool, logits = self.extractor.features_and_logits(x, bias=False)
+        with _full_float32(self.device):
+            pool, logits = self.extractor.features_and_logits(x, bias=False)
         spatial = self._captured
         self._captured = None
         if spatial is None:  # pragma: no cover - the hook always fires
@@ -578,6 +603,8 @@ def _features(x: np.ndarray | torch.Tensor, name: str, device: Any) -> torch.Ten
         raise FidevalError(f"{name}: expected real features (N, d), got {t.dtype} {tuple(t.shape)}")
     if device is not None:
         t = t.to(device)
+    if t.device.type == "mps":  # no float64 there: the distance blocks run on the CPU
+        t = t.cpu()
     t = t.to(torch.float32)
     if not bool(torch.isfinite(t).all()):
         rows = torch.nonzero(~torch.isfinite(t).all(dim=1)).flatten()[:5].tolist()
@@ -775,7 +802,7 @@ def adm_suite(
     Returns a dict: ``inception_score`` (dimensionless), ``fid`` and ``sfid`` (squared
     feature units), ``precision`` and ``recall`` (fractions in [0, 1]; None when the
     reference file has no ``arr_0``), ``N`` (sample images), ``M`` (reference images in
-    ``arr_0``), ``is_splits`` (per-split scores), ``fid_details``/``sfid_details``
+    ``arr_0``; 0 without it), ``is_splits`` (per-split scores), ``fid_details``/``sfid_details``
     (:class:`~fideval.frechet.FrechetResult` dicts), ``provenance`` and ``warnings``.
 
     ``weights``: the FID Inception weights file (pytorch-fid's; default: looked up by
@@ -805,6 +832,12 @@ def adm_suite(
         raise FidevalError(
             f"{ref.path}: neither {IMAGE_KEY!r} nor stored statistics (mu, sigma, mu_s, sigma_s)"
         )
+    for side in (ref, smp):
+        if side.has_images and side.n_images < MANIFOLD_K + 1:
+            raise FidevalError(
+                f"{side.path}: {IMAGE_KEY} holds {side.n_images} images; precision/recall "
+                f"(k={MANIFOLD_K} manifolds) need at least {MANIFOLD_K + 1}"
+            )
     if not ref.has_images:
         notes.append(
             f"{ref.path}: no {IMAGE_KEY!r}; precision and recall need the reference images "
