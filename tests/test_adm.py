@@ -274,6 +274,30 @@ def test_spatial_features_are_channels_last():
     assert not np.array_equal(got, out[:, :7].reshape(2, -1))  # CHW is another order
 
 
+def test_chw_flatten_gives_another_sfid_against_stored_statistics():
+    # Channel-dependent maps: the channels differ in level, so the order of the
+    # coordinates matters once one side's statistics are stored channels-last.
+    rng = np.random.default_rng(6)
+    scale = np.ones(192, np.float32)
+    scale[:7] = [0.2, 5.0, 1.0, 3.0, 0.5, 8.0, 2.0]
+    scale = scale[None, :, None, None]
+
+    def maps(n, shift):  # channel level `scale`, small spatial noise
+        return torch.from_numpy(scale + 0.1 * rng.random((n, 192, 17, 17), np.float32) + shift)
+
+    ref, smp = maps(12, 0.0), maps(10, 0.1)
+    ref_hwc = spatial_hwc(ref).numpy().astype(np.float64)
+    stored = (ref_hwc.mean(0), np.cov(ref_hwc, rowvar=False))  # what a reference file holds
+    smp_hwc = spatial_hwc(smp).numpy().astype(np.float64)
+    smp_chw = smp[:, :7].reshape(10, -1).numpy().astype(np.float64)
+
+    def sfid(x):
+        return frechet_details(x.mean(0), np.cov(x, rowvar=False), *stored, n1=10, n2=12).value
+
+    right, wrong = sfid(smp_hwc), sfid(smp_chw)
+    assert wrong > 10 * right
+
+
 # --------------------------------------------------------------------------- manifolds
 
 
