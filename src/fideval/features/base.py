@@ -96,6 +96,20 @@ def to_unit_float(images: Any) -> torch.Tensor:
     return x.float()
 
 
+class NamedPreprocess:
+    """A picklable batch preprocessing with a name (for DataLoader workers): ``fn(images,
+    **options)``; ``name`` is the profile it implements."""
+
+    def __init__(self, name: str, fn: Callable[..., torch.Tensor], **options: Any) -> None:
+        self.name, self.fn, self.options = name, fn, options
+
+    def __call__(self, images: Any) -> torch.Tensor:
+        return self.fn(images, **self.options)
+
+    def __repr__(self) -> str:
+        return f"NamedPreprocess({self.name!r})"
+
+
 class ModuleExtractor(nn.Module):
     """Any ``nn.Module`` mapping [0, 1] float images to (B, d) features, as an extractor.
 

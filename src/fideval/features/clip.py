@@ -64,6 +64,7 @@ from torch import nn
 
 from ..errors import FidevalError
 from ._vit import as_uint8_rgb, full_float32, normalize, pil_bicubic_batch, self_attention
+from .base import NamedPreprocess
 
 __all__ = [
     "CLIP_EXTRACTOR_ID",
@@ -193,8 +194,7 @@ class CLIPVisionTower(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if tuple(x.shape[-2:]) != (self.image_size, self.image_size):
             raise FidevalError(
-                f"CLIP input must be {self.image_size}×{self.image_size}, got "
-                f"{tuple(x.shape[-2:])}"
+                f"CLIP input must be {self.image_size}×{self.image_size}, got {tuple(x.shape[-2:])}"
             )
         x = self.conv1(x).flatten(2).transpose(1, 2)  # (B, grid², width), row-major
         cls = self.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
@@ -252,7 +252,7 @@ def preprocess_clip(images: torch.Tensor | np.ndarray) -> torch.Tensor:
 def _to_visual_state(raw: Mapping[str, Any], source: str) -> dict[str, torch.Tensor]:
     """``visual.*`` entries (prefix stripped) or, if there are none, all entries; float32."""
     keys = [k for k in raw if isinstance(k, str) and k.startswith("visual.")]
-    picked = {k[len("visual."):]: raw[k] for k in keys} if keys else dict(raw)
+    picked = {k[len("visual.") :]: raw[k] for k in keys} if keys else dict(raw)
     state: dict[str, torch.Tensor] = {}
     for key, value in picked.items():
         if isinstance(value, np.ndarray):
@@ -430,6 +430,16 @@ class CLIPExtractor(nn.Module):
     def preprocess(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
         """The network input (B, 3, 336, 336) of the ``cmmd`` profile on this device."""
         return preprocess_clip(images).to(self.device)
+
+    @property
+    def worker_preprocess(self) -> NamedPreprocess:
+        """The ``cmmd`` profile as a picklable callable, for DataLoader workers."""
+        return NamedPreprocess(self.profile, preprocess_clip)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """L2-normalized embeddings (B, 768) of preprocessed input (B, 3, 336, 336)."""
+        with torch.inference_mode(), full_float32(self.device):
+            return F.normalize(self.net(x.to(self.device)).float(), dim=-1)
 
     def forward(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
         """L2-normalized embeddings (B, 768) float32 of uint8 / [0, 1] images of any size."""

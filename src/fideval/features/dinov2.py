@@ -73,6 +73,7 @@ from torch import nn
 
 from ..errors import FidevalError
 from ._vit import as_uint8_rgb, full_float32, normalize, pil_bicubic_batch, self_attention
+from .base import NamedPreprocess
 
 __all__ = [
     "DINOV2_ARCHS",
@@ -436,6 +437,16 @@ class DINOv2Extractor(nn.Module):
         if isinstance(images, torch.Tensor) and self.profile == "edm2":
             images = images.to(self.device)  # resize on the device (PIL runs on the CPU)
         return preprocess_dinov2(images, self.profile).to(self.device)
+
+    @property
+    def worker_preprocess(self) -> NamedPreprocess:
+        """The profile as a picklable callable, for DataLoader workers (the fast path)."""
+        return NamedPreprocess(self.profile, preprocess_dinov2, profile=self.profile)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """CLS features (B, dims) float32 of preprocessed input (B, 3, 224, 224)."""
+        with torch.inference_mode(), full_float32(self.device):
+            return self.net(x.to(self.device)).float()
 
     def forward(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
         """CLS features (B, dims) float32 of uint8 or [0, 1] float images of any size."""
