@@ -63,11 +63,11 @@ def test_evaluator_with_a_named_extractor(dino, tmp_path):
         sampler,
         reference,
         dino,
-        schedule=EveryNSteps(1, n=12),
-        batch_size=6,
+        schedule=EveryNSteps(1, n=8),
+        batch_size=4,
         cache_dir="",
         groups=4,
-        target_n=24,
+        target_n=16,
     )
     record = ev.evaluate(1)
     ref_feats = dino(reference).double()
