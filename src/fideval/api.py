@@ -130,7 +130,8 @@ class FID:
             features route in :meth:`compute`.
 
     State: float64 statistics of each side (O(d²)), which :meth:`merge` adds exactly and
-    :meth:`state_dict` saves; :meth:`compute` all-reduces them across ranks once.
+    :meth:`state_dict` saves; under torch.distributed :meth:`compute` merges each side
+    across ranks with one all-reduce (d² + d + 1 values per side).
     """
 
     def __init__(

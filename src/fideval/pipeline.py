@@ -39,12 +39,14 @@ class Side:
         return self.record.n
 
 
-def path_kind(path: str) -> str:
+def path_kind(path: str | streaming.Source) -> str:
     """``stats``, ``features`` or ``images`` for a path (by content, not by name)."""
     return resolve_source(path).kind
 
 
-def stats_from_features_file(path: str, chunk_rows: int = 4096) -> tuple[GaussianStats, dict]:
+def stats_from_features_file(
+    path: str | streaming.Source, chunk_rows: int = 4096
+) -> tuple[GaussianStats, dict]:
     """Stream a 2-D feature file (memory-mapped) into statistics; returns (stats, provenance)."""
     stats, meta = streaming.statistics(path, chunk_rows=chunk_rows)
     return stats, meta  # type: ignore[return-value]
@@ -67,7 +69,9 @@ def _extractor(options: dict[str, Any]) -> Any:
     return extractor
 
 
-def _image_statistics(path: str, sink: Any = None, **image_options: Any) -> tuple[Any, dict]:
+def _image_statistics(
+    path: str | streaming.Source, sink: Any = None, **image_options: Any
+) -> tuple[Any, dict]:
     opts = dict(image_options)
     extractor = _extractor(opts)
     return streaming.statistics(path, extractor, sink=sink, **opts)
@@ -78,25 +82,27 @@ def _image_statistics(path: str, sink: Any = None, **image_options: Any) -> tupl
 FEATURES_IN_MEMORY_BYTES = 2 << 30
 
 
-def load_side(path: str, **image_options: Any) -> Side:
-    """Statistics, and the features themselves when they fit in memory, for one path.
+def load_side(path: str | streaming.Source, **image_options: Any) -> Side:
+    """Statistics, and the features themselves when they fit in memory, for one path
+    (or an already resolved :class:`~fideval.streaming.Source`: nothing is inspected twice).
 
     Feature files come memory-mapped; image sides keep their features (up to
     :data:`FEATURES_IN_MEMORY_BYTES`, single process) for the exact features route.
     """
-    kind = path_kind(path)
+    src = resolve_source(path)
+    kind, path = src.kind, src
     if kind == "stats":
-        return Side(load_stats(path))
+        return Side(load_stats(src.value))
     if kind == "features":
         stats, meta = stats_from_features_file(path)
-        record = StatsRecord(stats.mean, stats.cov, stats.n, meta, path, "features")
-        return Side(record, open_features(path))
+        record = StatsRecord(stats.mean, stats.cov, stats.n, meta, src.name, "features")
+        return Side(record, open_features(src.value))
     from .features.extract import FeatureSink
 
     sink = None if dist_.world_size() > 1 else FeatureSink(FEATURES_IN_MEMORY_BYTES)
     stats, meta = _image_statistics(path, sink=sink, **image_options)
     features = None if sink is None else sink.array()
-    return Side(StatsRecord(stats.mean, stats.cov, stats.n, meta, path, "images"), features)
+    return Side(StatsRecord(stats.mean, stats.cov, stats.n, meta, src.name, "images"), features)
 
 
 def stats_from_path(path: str, **image_options: Any) -> tuple[GaussianStats, dict]:

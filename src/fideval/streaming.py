@@ -6,8 +6,10 @@ statistics, or an iterable / dataset / DataLoader of image batches — into a ty
 :class:`Source`, once. :func:`statistics` streams any source through an extractor (for
 images) into float64 :class:`~fideval.stats.GaussianStats` (or grouped statistics),
 sharded across torch.distributed ranks with one all-reduce, with a progress bar and the
-provenance. The CLI, :func:`fideval.fid`, :class:`fideval.FID`, the Evaluator's reference
-and the integrations all come through here.
+provenance. The CLI and :func:`fideval.fid` come through here; :class:`fideval.FID` and
+the Evaluator's reference (:mod:`fideval.train.reference`, which adds resumable
+checkpoints, written as statistics files) use the same accumulators, collectives and
+provenance.
 
     >>> import numpy as np
     >>> src = resolve_source(np.arange(12.0).reshape(6, 2))
@@ -204,7 +206,9 @@ def statistics(
         for chunk in chunks:
             stats.update(chunk)
             if sink is not None:
-                sink.add(torch.as_tensor(chunk))
+                sink.add(
+                    chunk if isinstance(chunk, torch.Tensor) else torch.from_numpy(np.array(chunk))
+                )
     if groups is not None:
         stats = dist_.all_reduce_grouped(stats)
     else:

@@ -64,6 +64,11 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"fideval {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `fideval fid A B --json | head`: the reader left
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,7 +14,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="Fréchet distance between two statistics (.npz) or 2-D feature (.npy) files",
         description="Each of A and B is a statistics file (fideval, pytorch-fid, clean-fid, "
         "guided-diffusion or denoising-diffusion-pytorch) or a 2-D features file. With two "
-        "feature files and N < d the exact features path is used. (`fideval fid` also takes "
+        "feature files the exact features route is used at any N. (`fideval fid` also takes "
         "images.)",
     )
     p.add_argument("a", metavar="A")

@@ -9,7 +9,8 @@ from .. import distributed
 from ..data.features import open_features
 from ..errors import FidevalError
 from ..io.provenance import check_compatible
-from ..pipeline import Side, compare_sides, load_side, path_kind
+from ..pipeline import Side, compare_sides, load_side
+from ..streaming import resolve_source
 from . import _common
 
 
@@ -19,8 +20,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="FID between two image folders / image arrays / feature files / statistics files",
         description="Each of A and B is a folder of images (recursive), an image array file "
         "(.npy/.npz, N x H x W x C), a 2-D features .npy, or a statistics .npz. Images go "
-        "through the FID Inception-v3 with the chosen preprocessing profile; the two sides "
-        "must have the same provenance (extractor, weights, dims, profile) unless --force.",
+        "through --extractor (default: the FID Inception-v3) with its preprocessing profile; "
+        "the two sides must have the same provenance (extractor, weights, dims, profile) "
+        "unless --force.",
     )
     p.add_argument("a", metavar="PATH_A")
     p.add_argument("b", metavar="PATH_B")
@@ -50,14 +52,13 @@ def run(args: argparse.Namespace) -> int:
         return stats.run(argparse.Namespace(**{**vars(args), "path": args.a, "output": args.b}))
     distributed.init_from_env(getattr(args, "device", None))  # under torchrun: sharded reads
     paths = (args.a, args.b)
-    kinds = [path_kind(p) for p in paths]
+    sources = [resolve_source(p) for p in paths]  # each path inspected once, here
+    kinds = [s.kind for s in sources]
     with_images = hasattr(args, "dims") and "images" in kinds
     if with_images:
         _common.check_image_inputs(*(p for p, k in zip(paths, kinds, strict=True) if k == "images"))
     # Statistics files are cheap: read them first, so the checks below can use them.
-    sides: list[Side | None] = [
-        load_side(p) if k == "stats" else None for p, k in zip(paths, kinds, strict=True)
-    ]
+    sides: list[Side | None] = [load_side(s) if s.kind == "stats" else None for s in sources]
     options = _common.image_options(args) if hasattr(args, "dims") else {}
     extractor = None
     if with_images:
@@ -65,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
         extractor = options["extractor"] = _common.build_extractor(args)
     _check_planned(paths, kinds, sides, extractor, force=args.force)
     a, b = (
-        s if s is not None else load_side(p, **options) for p, s in zip(paths, sides, strict=True)
+        s if s is not None else load_side(src, **options)
+        for src, s in zip(sources, sides, strict=True)
     )
     result = compare_sides(a, b, force=args.force)
     if distributed.is_main_process():

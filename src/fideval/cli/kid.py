@@ -25,13 +25,14 @@ def _number(text: str) -> int | float:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "kid",
-        help="Kernel Inception Distance (unbiased MMD², cubic kernel) of two .npy feature files",
+        help="Kernel Inception Distance (unbiased MMD², cubic kernel) of two feature files "
+        "or image folders / arrays",
         description="Mean unbiased MMD² with k(x,y) = (γ·xᵀy + c)^p (default (xᵀy/d + 1)³) "
         "over S subsets of size M drawn without replacement; kid_std is the ddof=0 spread "
         "of the subset values.",
     )
-    p.add_argument("a", metavar="A", help="features (N, d) .npy")
-    p.add_argument("b", metavar="B", help="features (M, d) .npy")
+    p.add_argument("a", metavar="A", help="features (N, d) .npy, image folder or image array")
+    p.add_argument("b", metavar="B", help="features (M, d) .npy, image folder or image array")
     p.add_argument("--subsets", type=int, default=100, help="number of subsets S (default 100)")
     p.add_argument("--subset-size", type=int, default=1000, help="rows per subset M (default 1000)")
     p.add_argument(

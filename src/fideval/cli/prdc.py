@@ -12,13 +12,18 @@ from ._arrays import compute_dtype
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "prdc",
-        help="k-NN precision/recall (Kynkäänniemi) and density/coverage (Naeem) of two .npy files",
+        help="k-NN precision/recall (Kynkäänniemi) and density/coverage (Naeem) of two "
+        "feature files or image folders / arrays",
         description="One k for all four metrics unless --k-pr / --k-dc are given. Strict '<' "
         "as in the prdc package; repeated rows and fakes that copy real rows are decided "
         "exactly (each distance computed once). Chunked k-NN: no N×N matrix.",
     )
-    p.add_argument("real", metavar="REAL", help="real features (N, d) .npy")
-    p.add_argument("fake", metavar="FAKE", help="generated features (M, d) .npy")
+    p.add_argument(
+        "real", metavar="REAL", help="real features (N, d) .npy, image folder or image array"
+    )
+    p.add_argument(
+        "fake", metavar="FAKE", help="generated features (M, d) .npy, image folder or image array"
+    )
     p.add_argument("--k", type=int, default=5, help="nearest neighbours for all four (default 5)")
     p.add_argument("--k-pr", type=int, default=None, help="k for precision/recall (default --k)")
     p.add_argument("--k-dc", type=int, default=None, help="k for density/coverage (default --k)")

@@ -1,6 +1,6 @@
 """Bias corrections as linear combinations of FDs of group unions.
 
-E[FD_N] ≈ FD∞ + k/N (DESIGN §6): FD is, to leading order, linear in 1/N. Two
+E[FD_N] ≈ FD∞ + k/N (docs/estimators.md): FD is, to leading order, linear in 1/N. Two
 lines through points at different N give the intercept FD∞ and the slope k:
 
 * **Delete-a-group jackknife.** With FD_{−g} the FD of all groups but g

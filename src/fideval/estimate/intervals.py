@@ -7,7 +7,7 @@ distances of unions of the K groups of one stream,
 
 so one variance formula serves them all. To first order (delta method),
 FD(S) ≈ θ + Σ_{g∈S} n_g ℓ_g / n_S, where ℓ_g is the mean over group g of the
-influence function IF_g(x) (DESIGN §6). Hence
+influence function IF_g(x) (docs/estimators.md). Hence
 
 .. math::  \\hat\\theta - E\\hat\\theta \\approx \\sum_g c_g \\ell_g,\\qquad
            c_g = \\sum_j w_j [g\\in S_j]\\, n_g / n_{S_j},

@@ -32,7 +32,8 @@ from ..errors import FidevalError
 Factory = Callable[..., Any]
 
 _FACTORIES: dict[str, Factory] = {}
-_ALIASES = {"inception-v3-fid": "inception", "fid-inception": "inception"}
+# Provenance ids (what statistics files record) are accepted as names too.
+_ALIASES = {"inception-v3-fid": "inception", "fid-inception": "inception", "digits-cnn": "digits"}
 
 
 def register_extractor(name: str, factory: Factory) -> None:

@@ -235,8 +235,7 @@ def read_edm2_reference(path: str | Path) -> EDM2Reference:
         sigma = np.asarray(value["sigma"])
         if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
             raise FidevalError(
-                f"{p}: {key!r} has mu {mu.shape} and sigma {sigma.shape}; expected (d,) and "
-                "(d, d)"
+                f"{p}: {key!r} has mu {mu.shape} and sigma {sigma.shape}; expected (d,) and (d, d)"
             )
         if mu.dtype.kind != "f" or sigma.dtype.kind != "f":
             raise FidevalError(

@@ -68,8 +68,11 @@ def save_stats(
     meta: dict[str, Any] | None = None,
     *,
     save_groups: bool = False,
+    extra: dict[str, np.ndarray] | None = None,
 ) -> Path:
     """Write statistics atomically to ``path`` (a ``.npz``); returns the path.
+
+    ``extra`` adds arrays under other keys (readers of the statistics ignore them).
 
     ``save_groups`` also stores the per-group statistics of a :class:`GroupedStats`
     (K·d² values: large at d=2048).
@@ -97,6 +100,10 @@ def save_stats(
         arrays["group_n"] = np.array([p.n for p in parts], dtype=np.int64)
         arrays["group_mu"] = np.stack([p.mean for p in parts])
         arrays["group_m2"] = np.stack([p.m2_tensor.cpu().numpy() for p in parts])
+    for key, value in (extra or {}).items():
+        if key in arrays or key.startswith("group_"):
+            raise FidevalError(f"{path}: extra key {key!r} would overwrite a statistics key")
+        arrays[key] = np.asarray(value)
     target = Path(path)
     if target.suffix != ".npz":
         raise FidevalError(f"{target}: statistics files must end in .npz")

@@ -496,8 +496,16 @@ def read_torchscript_tensors(path: str | Path) -> dict[str, Any]:
                     from collections import OrderedDict
 
                     return OrderedDict
-                if module == "builtins" and name in ("dict", "list", "tuple", "set", "int",
-                                                     "float", "bool", "str"):
+                if module == "builtins" and name in (
+                    "dict",
+                    "list",
+                    "tuple",
+                    "set",
+                    "int",
+                    "float",
+                    "bool",
+                    "str",
+                ):
                     import builtins
 
                     return getattr(builtins, name)

@@ -4,7 +4,8 @@ A training loop calls ``evaluator.step(step)`` every step; the schedule decides 
 to act. An evaluation:
 
 1. puts the sampler (or its EMA copy) and the extractor in eval mode, runs under
-   ``torch.inference_mode()``, and isolates the RNG (explicit seed ``seed + step``; the
+   ``torch.inference_mode()``, and isolates the RNG (explicit seed
+   ``rank_seed(seed, step)``, one stream per rank; the
    training loop's Python / NumPy / torch generators are restored afterwards);
 2. draws image batches, turns them into features, and streams them into K group
    statistics (no features kept);

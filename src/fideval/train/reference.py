@@ -33,7 +33,6 @@ from .. import distributed as dist_
 from ..data.images import image_array_key, is_image_array_file, list_image_files, load_image_file
 from ..errors import FidevalError
 from ..frechet import FrechetReference
-from ..io.atomic import atomic_write
 from ..io.provenance import make_provenance
 from ..io.statsfile import StatsRecord, load_stats, save_stats
 from ..stats import GaussianStats
@@ -231,34 +230,25 @@ def key_hash(key: dict[str, Any]) -> str:
 
 
 def _save_partial(path: Path, stats: GaussianStats, consumed: int, key: dict[str, Any]) -> None:
-    state = stats.state_dict()
-    arrays = {"consumed": np.array(consumed), "key": np.array(json.dumps(key, sort_keys=True))}
-    if state["mean"] is not None:
-        arrays.update(mean=state["mean"], m2=state["m2"], n=np.array(state["n"]))
-    with atomic_write(path) as fh:
-        np.savez(fh, **arrays)
+    """A checkpoint is a statistics file (:mod:`fideval.io.statsfile`, atomic) whose
+    provenance holds the cache key and the images consumed (also the ``consumed`` key)."""
+    if stats.n == 0:
+        return  # nothing to keep yet
+    meta = {"cache_key": key, "consumed": int(consumed), "partial": True}
+    save_stats(path, stats, meta, extra={"consumed": np.array(int(consumed))})
 
 
 def _load_partial(path: Path, key: dict[str, Any]) -> tuple[GaussianStats, int] | None:
+    """The checkpoint's statistics and count, or None when absent, foreign or damaged."""
     if not path.exists():
         return None
     try:
-        with np.load(path, allow_pickle=False) as data:
-            if json.loads(str(data["key"])) != key:
-                return None
-            consumed = int(data["consumed"])
-            if "mean" not in data.files:
-                return GaussianStats(), consumed
-            state = {
-                "n": int(data["n"]),
-                "batches": 0,
-                "dim": int(data["mean"].shape[0]),
-                "mean": data["mean"],
-                "m2": data["m2"],
-            }
-    except Exception:  # a damaged partial file is ignored: recompute from scratch
+        rec = load_stats(path)
+    except FidevalError:  # a damaged checkpoint is ignored: recompute from scratch
         return None
-    return GaussianStats.from_state_dict(state), consumed
+    if rec.meta.get("cache_key") != key or not rec.meta.get("partial") or rec.n is None:
+        return None
+    return rec.to_stats(), int(rec.meta["consumed"])
 
 
 def compute_reference_stats(
