@@ -69,7 +69,7 @@ def test_evaluator_with_a_named_extractor(dino, tmp_path):
         groups=4,
         target_n=16,
     )
-    record = ev.evaluate(1)
+    record = ev.evaluate(1, n=8)
     ref_feats = dino(reference).double()
     assert ev.reference.record.n == 8
     np.testing.assert_allclose(

@@ -162,7 +162,7 @@ def test_reference_checkpoints_survive_sigkill(tmp_path, server):
             with np.load(p, allow_pickle=False) as data:
                 consumed = int(data["consumed"])
                 assert int(data["n"]) == consumed and consumed % REF_BATCH == 0
-                assert json.loads(str(data["key"]))["n"] == REF_IMAGES
+                assert json.loads(str(data["meta"]))["cache_key"]["n"] == REF_IMAGES
             consumed_seen.append(consumed)
         if finals:
             finished_at = finished_at if finished_at is not None else k

@@ -120,7 +120,7 @@ def test_state_dict_round_trip(tmp_path):
         groups=4,
         target_n=100,
     )
-    ev.evaluate(1)
+    ev.evaluate(1, n=60)
     state = ev.state_dict()
     fresh = FIDEvaluator(sampler, tmp_path / "ref", Proj(), cache_dir="")
     fresh.load_state_dict(state)
