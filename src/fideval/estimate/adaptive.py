@@ -159,15 +159,21 @@ class AdaptiveEstimator:
         if est.valid and hw <= self.tolerance:
             self._stop("tolerance reached")
             return est
+        self.next_check = self._next_check(hw if est.valid else math.inf)
+        return est
+
+    def _next_check(self, half_width: float) -> int:
+        """Where to look next: the N at which the half-width should reach the tolerance
+        (hw ∝ 1/√N), +2%, kept within [1.1 N, 2 N] (1.5 N when hw is unknown), rounded up
+        to whole batches and capped at ``max_samples``."""
         n = self.n
-        if est.valid and math.isfinite(hw):
-            wanted = n * (hw / self.tolerance) ** 2
+        if math.isfinite(half_width):
+            wanted = n * (half_width / self.tolerance) ** 2
             nxt = min(max(wanted * 1.02, 1.1 * n), 2.0 * n)
         else:
             nxt = 1.5 * n
         nxt = math.ceil(nxt / self.batch_size) * self.batch_size
-        self.next_check = int(min(max(nxt, n + 1), self.max_samples))
-        return est
+        return int(min(max(nxt, n + 1), self.max_samples))
 
     def _stop(self, reason: str) -> None:
         self.done = True
@@ -182,9 +188,7 @@ class AdaptiveEstimator:
             self.done = False
             self.stopped_because = None
             hw = self.history[-1]["half_width"] if self.history else math.inf
-            wanted = self.n * (hw / self.tolerance) ** 2
-            nxt = math.ceil(min(max(wanted * 1.02, 1.1 * self.n), 2.0 * self.n) / self.batch_size)
-            self.next_check = int(min(nxt * self.batch_size, self.max_samples))
+            self.next_check = self._next_check(hw)
 
     def finish(self, reason: str = "stream exhausted") -> FidEstimate:
         """Stop now (e.g. the sampler ran out); returns the final estimate."""

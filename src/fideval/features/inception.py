@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import FidevalError
+from .preprocess import IMAGE_SIZE
 
 #: Feature size -> index of the block that ends there (pytorch-fid's numbering).
 BLOCK_INDEX_BY_DIM = {64: 0, 192: 1, 768: 2, 2048: 3}
@@ -51,7 +52,6 @@ LOGITS = "logits"
 #: Score (improved-gan's ``tf.matmul(pool3, w)``, torch-fidelity's ``logits_unbiased``).
 LOGITS_NO_BIAS = "logits_no_bias"
 NUM_LOGITS = 1008
-IMAGE_SIZE = 299
 EXTRACTOR_ID = "inception-v3-fid"
 
 

@@ -155,8 +155,3 @@ def preprocess_image(
     return preprocess_batch(
         x if isinstance(image, torch.Tensor) else x.numpy(), profile, channels_last=layout
     )[0]
-
-
-def pil_to_array(image: Image.Image) -> np.ndarray:
-    """A decoded PIL image -> uint8 (H, W, 3), as pytorch-fid / clean-fid read files."""
-    return np.asarray(image.convert("RGB"))

@@ -76,9 +76,13 @@ class WeightsFile:
     found_in: str
 
 
+def cache_home() -> Path:
+    """``$XDG_CACHE_HOME``, else ``~/.cache``: the base of every cache fideval uses."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"))
+
+
 def user_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "fideval"
+    return cache_home() / "fideval"
 
 
 def torch_hub_checkpoint_dir() -> Path:

@@ -35,6 +35,7 @@ from ..errors import FidevalError
 from ..frechet import FrechetReference
 from ..io.provenance import make_provenance
 from ..io.statsfile import StatsRecord, load_stats, save_stats
+from ..io.weights import cache_home
 from ..stats import GaussianStats
 from .hygiene import evaluation_mode
 
@@ -45,8 +46,7 @@ def default_cache_dir() -> Path:
     """``$FIDEVAL_CACHE`` or ``$XDG_CACHE_HOME/fideval/reference`` (``~/.cache/…``)."""
     if os.environ.get("FIDEVAL_CACHE"):
         return Path(os.environ["FIDEVAL_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "fideval" / "reference"
+    return cache_home() / "fideval" / "reference"
 
 
 # --------------------------------------------------------------------------- datasets
