@@ -233,3 +233,22 @@ def test_compare_features_exact_at_any_n():
     ref = reference("latent+noise")[0]
     r = FrechetReference(m2, s2, n=len(x2)).compare_features(x1)
     assert abs(r.value - ref) <= 1e-9 * ref
+
+
+@pytest.mark.parametrize("d", [50, 129, 300])
+def test_blocked_congruence_equals_the_dense_lower_triangle(d):
+    from fideval.frechet import _lower_congruence
+
+    rng = np.random.default_rng(d)
+    import torch
+
+    a = torch.from_numpy(rng.standard_normal((d, d)))
+    s1, s2 = a @ a.T, torch.from_numpy(np.cov(rng.standard_normal((3 * d, d)), rowvar=False))
+    chol = torch.linalg.cholesky(s2)
+    dense = chol.mT @ s1 @ chol
+    got = _lower_congruence(s1, chol)
+    scale = float(dense.abs().max())
+    assert float((torch.tril(got) - torch.tril(dense)).abs().max()) <= 1e-13 * scale
+    w_dense = torch.linalg.eigvalsh(dense)
+    w_got = torch.linalg.eigvalsh(got, UPLO="L")
+    assert float((w_got - w_dense).abs().max()) <= 1e-12 * float(w_dense.abs().max())

@@ -402,6 +402,26 @@ def _side1_rank(sigma: torch.Tensor, eps_in: float, n: int | None) -> tuple[int 
     return rank, (note,) if rank < d else ()
 
 
+def _lower_congruence(sigma: torch.Tensor, chol: torch.Tensor) -> torch.Tensor:
+    """The lower triangle of Lᵀ Σ L for a lower-triangular L (what ``eigvalsh`` reads).
+
+    With 2×2 blocks, L = [[L11, 0], [L21, L22]]: W1 = Σ[:, :h] L11 + Σ[:, h:] L21,
+    W2 = Σ[h:, h:] L22, then M11 = L11ᵀ W1[:h] + L21ᵀ W1[h:], M21 = L22ᵀ W1[h:],
+    M22 = L22ᵀ W2 — 0.56× the flops of two dense products; M12 is left at zero.
+    """
+    n = chol.shape[0]
+    h = n // 2
+    if h < 64:
+        return chol.mT @ sigma @ chol
+    l11, l21, l22 = chol[:h, :h], chol[h:, :h], chol[h:, h:]
+    w1 = sigma[:, :h] @ l11 + sigma[:, h:] @ l21
+    m = sigma.new_zeros((n, n))
+    m[:h, :h] = l11.mT @ w1[:h] + l21.mT @ w1[h:]
+    m[h:, :h] = l22.mT @ w1[h:]
+    m[h:, h:] = l22.mT @ (sigma[h:, h:] @ l22)
+    return m
+
+
 def _sqrt_eig_sum(
     m: torch.Tensor, roundoff: float, cap: int | None
 ) -> tuple[float, _Spectrum, float]:
@@ -413,7 +433,9 @@ def _sqrt_eig_sum(
     if r == 0:
         empty = _apply_rank_policy(m.new_zeros(0), roundoff=0.0, cap=0, what="", rank_source="")
         return 0.0, empty, 0.0
-    lam = torch.linalg.eigvalsh(m)  # reads one triangle: FᵀΣ1F is symmetric to round-off
+    # Reads the lower triangle only: FᵀΣ1F is symmetric to round-off, and after Cholesky
+    # only that triangle is formed (_lower_congruence).
+    lam = torch.linalg.eigvalsh(m, UPLO="L")
     spec = _apply_rank_policy(
         lam,
         roundoff=roundoff,
@@ -548,6 +570,10 @@ class FrechetReference:
             )
         rank, notes = _side1_rank(sigma_t, eps, n)
         f = self._factor.f
+        if self._factor.method == "cholesky":
+            projected = _lower_congruence(sigma_t, f)
+        else:
+            projected = f.mT @ sigma_t @ f
         side = _Side1(
             trace=float(torch.diagonal(sigma_t).sum()),
             norm2=float(torch.linalg.norm(sigma_t)),
@@ -556,7 +582,7 @@ class FrechetReference:
             rank=rank,
             notes=notes,
         )
-        return self._compare(mu_t, f.mT @ sigma_t @ f, side)
+        return self._compare(mu_t, projected, side)
 
     def compare_projected(
         self,
