@@ -30,7 +30,14 @@ from torch import nn
 
 from ..errors import FidevalError
 
-__all__ = ["Extractor", "ModuleExtractor", "as_extractor", "network_features", "provenance_of"]
+__all__ = [
+    "Extractor",
+    "FrozenModule",
+    "ModuleExtractor",
+    "as_extractor",
+    "network_features",
+    "provenance_of",
+]
 
 REQUIRED_PROVENANCE = ("extractor", "weights_sha256", "dims", "profile")
 
@@ -96,6 +103,24 @@ def to_unit_float(images: Any) -> torch.Tensor:
     return x.float()
 
 
+class FrozenModule(nn.Module):
+    """A module that stays in eval mode (``train()`` is a no-op) and knows its device.
+
+    Every extractor is frozen: a missing ``.eval()`` changes FID (dropout, batch norm),
+    so no caller can switch it back to training mode.
+    """
+
+    def train(self, mode: bool = True) -> FrozenModule:
+        """Always stays in eval mode (the extractor is frozen); returns ``self``."""
+        return super().train(False)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the parameters live (CPU for a module without parameters)."""
+        p = next(self.parameters(), None)
+        return p.device if p is not None else torch.device("cpu")
+
+
 class NamedPreprocess:
     """A picklable batch preprocessing with a name (for DataLoader workers): ``fn(images,
     **options)``; ``name`` is the profile it implements."""
@@ -110,7 +135,7 @@ class NamedPreprocess:
         return f"NamedPreprocess({self.name!r})"
 
 
-class ModuleExtractor(nn.Module):
+class ModuleExtractor(FrozenModule):
     """Any ``nn.Module`` mapping [0, 1] float images to (B, d) features, as an extractor.
 
     uint8 inputs are divided by 255; the module is frozen and kept in eval mode; the
@@ -125,10 +150,6 @@ class ModuleExtractor(nn.Module):
         self.weights_sha256 = _state_sha256(module)
         self.dims: int | None = getattr(module, "dims", None)
         super().train(False)
-
-    def train(self, mode: bool = True) -> ModuleExtractor:
-        """Stays in eval mode (the extractor is frozen)."""
-        return super().train(False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = to_unit_float(images)

@@ -64,7 +64,7 @@ from torch import nn
 
 from ..errors import FidevalError
 from ._vit import as_uint8_rgb, full_float32, normalize, pil_bicubic_batch, self_attention
-from .base import NamedPreprocess
+from .base import FrozenModule, NamedPreprocess
 
 __all__ = [
     "CLIP_EXTRACTOR_ID",
@@ -364,7 +364,7 @@ def _resolve_device(device: str | torch.device | None) -> torch.device:
     return torch.device(device)
 
 
-class CLIPExtractor(nn.Module):
+class CLIPExtractor(FrozenModule):
     """Frozen CLIP ViT-L/14@336 embeddings: images (B, C, H, W) → float32 (B, 768), unit norm.
 
     Parameters
@@ -418,14 +418,6 @@ class CLIPExtractor(nn.Module):
         net.requires_grad_(False)
         self.net = net.to(_resolve_device(device))
         super().train(False)
-
-    def train(self, mode: bool = True) -> CLIPExtractor:
-        """Always stays in eval mode (the extractor is frozen); returns ``self``."""
-        return super().train(False)
-
-    @property
-    def device(self) -> torch.device:
-        return self.net.proj.device
 
     def preprocess(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
         """The network input (B, 3, 336, 336) of the ``cmmd`` profile on this device."""

@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fideval.errors import FidevalError
+from fideval.features.base import FrozenModule
 
 __all__ = [
     "DIGITS_EXTRACTOR_ID",
@@ -185,7 +186,7 @@ def digits_split(
 # ---------------------------------------------------------------------------
 
 
-class DigitsFeatureExtractor(nn.Module):
+class DigitsFeatureExtractor(FrozenModule):
     """Frozen digits CNN mapping ``(B, 1, 8, 8)`` images in [0, 1] to ``(B, 64)`` float32 features.
 
     Loads the weights shipped in package data, checks their SHA-256 against the
@@ -223,14 +224,6 @@ class DigitsFeatureExtractor(nn.Module):
         if device is not None:
             self.net.to(device)
         super().train(False)
-
-    def train(self, mode: bool = True) -> DigitsFeatureExtractor:
-        """Always stays in eval mode (the extractor is frozen); returns ``self``."""
-        return super().train(False)
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.net.parameters()).device
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Features ``(B, dims)`` float32 of 8×8 images ``(B, 1, 8, 8)``, ``(B, 8, 8)`` or

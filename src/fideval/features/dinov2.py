@@ -73,7 +73,7 @@ from torch import nn
 
 from ..errors import FidevalError
 from ._vit import as_uint8_rgb, full_float32, normalize, pil_bicubic_batch, self_attention
-from .base import NamedPreprocess
+from .base import FrozenModule, NamedPreprocess
 
 __all__ = [
     "DINOV2_ARCHS",
@@ -337,7 +337,7 @@ def _fit_error(where: str, ident: str, exc: RuntimeError | str) -> FidevalError:
     return FidevalError(f"weights {where} do not fit {ident}: {detail}")
 
 
-class DINOv2Extractor(nn.Module):
+class DINOv2Extractor(FrozenModule):
     """Frozen DINOv2 CLS features: images (B, C, H, W) → float32 (B, 1024) or (B, 768).
 
     Parameters
@@ -423,14 +423,6 @@ class DINOv2Extractor(nn.Module):
         self.weights_sha256 = wf.sha256
         self.weights_official = wf.official
         return load_state_dict(wf.path), f"file {wf.path}"
-
-    def train(self, mode: bool = True) -> DINOv2Extractor:
-        """Always stays in eval mode (the extractor is frozen); returns ``self``."""
-        return super().train(False)
-
-    @property
-    def device(self) -> torch.device:
-        return self.net.cls_token.device
 
     def preprocess(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
         """The network input of this extractor's profile, (B, 3, 224, 224) on its device."""

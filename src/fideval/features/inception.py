@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import FidevalError
+from .base import FrozenModule
 from .preprocess import IMAGE_SIZE
 
 #: Feature size -> index of the block that ends there (pytorch-fid's numbering).
@@ -328,7 +329,7 @@ def _resolve_device(device: str | torch.device | None) -> torch.device:
     return torch.device(device)
 
 
-class InceptionExtractor(nn.Module):
+class InceptionExtractor(FrozenModule):
     """The FID Inception-v3 as an extractor (:mod:`fideval.features.base`).
 
     ``extractor(images)`` maps uint8 (B, C, H, W) images, or floats in [0, 1], through
@@ -402,14 +403,6 @@ class InceptionExtractor(nn.Module):
             net = net.to(memory_format=torch.channels_last)
         self.net = net.eval()
         super().train(False)
-
-    def train(self, mode: bool = True) -> InceptionExtractor:
-        """Always stays in eval mode (the extractor is frozen); returns ``self``."""
-        return super().train(False)
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.net.parameters()).device
 
     def _prepare(self, images: torch.Tensor) -> torch.Tensor:
         if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
