@@ -157,3 +157,40 @@ def test_npy_object_of_a_state_dict(tmp_path):
     np.save(evil, np.array([Custom()], dtype=object), allow_pickle=True)
     with pytest.raises(FidevalError, match="Custom"):
         safe_load_npy_object(evil)
+
+
+def test_edm2_reference_as_a_statistics_source(tmp_path, capsys):
+    """`img512.pkl#fd_dinov2` is a statistics side anywhere a .npz is (CLI and Python)."""
+    import json
+    import pickle
+
+    import fideval
+    from fideval.cli import main
+
+    rng = np.random.default_rng(0)
+    feats = {k: rng.standard_normal((300, d)) for k, d in (("fid", 12), ("fd_dinov2", 8))}
+    ref = {"num_images": 300}
+    for k, f in feats.items():
+        ref[k] = {"mu": f.mean(0), "sigma": np.cov(f, rowvar=False)}
+    path = tmp_path / "img512.pkl"
+    path.write_bytes(pickle.dumps(ref))
+    gen = rng.standard_normal((200, 8)) + 0.3
+    np.save(tmp_path / "gen.npy", gen)
+    r = fideval.fid(tmp_path / "gen.npy", f"{path}#fd_dinov2")
+    want = fideval.frechet_details(
+        gen.mean(0),
+        np.cov(gen, rowvar=False),
+        ref["fd_dinov2"]["mu"],
+        ref["fd_dinov2"]["sigma"],
+        n1=200,
+        n2=300,
+    ).value
+    assert r.value == pytest.approx(want, rel=1e-10) and r.n2 == 300
+    assert main(["distance", str(tmp_path / "gen.npy"), f"{path}#fd_dinov2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["fid"] == pytest.approx(want, rel=1e-10)
+    with pytest.raises(FidevalError, match=r"name the one to use, e\.g\. .*img512\.pkl#fd_dinov2"):
+        fideval.load_stats(path)
+    with pytest.raises(FidevalError, match="no statistics for 'nope'"):
+        fideval.load_stats(f"{path}#nope")
+    rec = fideval.load_stats(f"{path}#fid")
+    assert rec.meta["extractor"] == "inception-v3-fid" and rec.dim == 12 and rec.n == 300

@@ -34,7 +34,13 @@ from .data.features import iter_feature_chunks, open_array, open_features
 from .data.images import is_image_array_file
 from .errors import FidevalError
 from .io.provenance import make_provenance
-from .io.statsfile import KNOWN_LAYOUTS, StatsRecord, load_stats, not_a_stats_file
+from .io.statsfile import (
+    KNOWN_LAYOUTS,
+    StatsRecord,
+    load_stats,
+    not_a_stats_file,
+    split_pickle_key,
+)
 from .stats import GaussianStats, GroupedStats
 
 __all__ = ["Source", "file_fingerprint", "resolve_source", "statistics"]
@@ -70,6 +76,11 @@ def file_fingerprint(path: str, head_bytes: int = 1 << 20) -> str:
 
 
 def _resolve_path(path: str) -> Source:
+    base, _ = split_pickle_key(path)
+    if base.endswith(".pkl"):  # EDM2 reference statistics (read by a restricted unpickler)
+        if not os.path.exists(base):
+            raise FidevalError(f"{base}: no such file")
+        return Source("stats", "stats-file", path, path)
     if os.path.isdir(path):
         return Source("images", "folder", path, path)
     if not os.path.exists(path):

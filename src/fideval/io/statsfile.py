@@ -161,9 +161,45 @@ def not_a_stats_file(path: str, exc: BaseException) -> str:
     return f"{path}: not a statistics file: {what}; expected a .npz with keys 'mu' and 'sigma'"
 
 
+def split_pickle_key(path: str) -> tuple[str, str | None]:
+    """``"ref.pkl#fd_dinov2"`` → ``("ref.pkl", "fd_dinov2")``; other paths unchanged."""
+    base, sep, key = path.rpartition("#")
+    if sep and base.endswith(".pkl"):
+        return base, key
+    return path, None
+
+
+def _load_edm2(path: str, key: str | None) -> StatsRecord:
+    """One metric's statistics from an EDM2 reference pickle (restricted unpickler)."""
+    from .edm2_pickle import EDM2_METRIC_EXTRACTORS, read_edm2_reference
+
+    ref = read_edm2_reference(path)
+    if key is None:
+        if len(ref.stats) != 1:
+            names = ", ".join(f"{path}#{k}" for k in sorted(ref.stats))
+            raise FidevalError(
+                f"{path}: an EDM2 reference with statistics {sorted(ref.stats)}; name the one "
+                f"to use, e.g. {names}"
+            )
+        (key,) = ref.stats
+    mu, sigma = ref.mu_sigma(key)
+    meta: dict[str, Any] = {"source": path, "edm2_metric": key, "dims": int(mu.shape[0])}
+    if key in EDM2_METRIC_EXTRACTORS:
+        meta["extractor"] = EDM2_METRIC_EXTRACTORS[key][0]
+        if key == "fd_dinov2":
+            meta["profile"] = "edm2"
+    validate_moments(mu, sigma, path, f"{key}.mu", f"{key}.sigma")
+    return StatsRecord(mu, sigma, ref.num_images, meta, f"{path}#{key}", "edm2")
+
+
 def load_stats(path: str | os.PathLike[str]) -> StatsRecord:
-    """Read statistics from a ``.npz`` file of any supported layout; validate them."""
-    p = str(path)
+    """Read statistics from a ``.npz`` file of any supported layout, or one metric of an
+    EDM2 reference pickle (``img512.pkl#fd_dinov2``); validate them."""
+    p, pickle_key = split_pickle_key(str(path))
+    if p.endswith(".pkl"):
+        if not os.path.exists(p):
+            raise FidevalError(f"{p}: no such file")
+        return _load_edm2(p, pickle_key)
     if not os.path.exists(p):
         raise FidevalError(f"{p}: no such file")
     try:
