@@ -114,6 +114,17 @@ class FrozenModule(nn.Module):
         """Always stays in eval mode (the extractor is frozen); returns ``self``."""
         return super().train(False)
 
+    def base_provenance(self) -> dict[str, Any]:
+        """The keys every image extractor records (its own are added by ``provenance()``)."""
+        return {
+            "extractor": self.id,
+            "weights_sha256": self.weights_sha256,
+            "dims": self.dims,
+            "profile": self.profile,
+            "image_size": self.image_size,
+            "dtype": "float32",
+        }
+
     @property
     def device(self) -> torch.device:
         """Where the parameters live (CPU for a module without parameters)."""

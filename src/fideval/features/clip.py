@@ -435,21 +435,11 @@ class CLIPExtractor(FrozenModule):
 
     def forward(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
         """L2-normalized embeddings (B, 768) float32 of uint8 / [0, 1] images of any size."""
-        with torch.inference_mode(), full_float32(self.device):
-            f = self.net(self.preprocess(images)).float()
-            return F.normalize(f, dim=-1)
+        return self.features(self.preprocess(images))
 
     def provenance(self) -> dict[str, Any]:
         """What identifies this feature space in a statistics file's ``meta``."""
-        meta: dict[str, Any] = {
-            "extractor": self.id,
-            "weights_sha256": self.weights_sha256,
-            "dims": self.dims,
-            "profile": self.profile,
-            "image_size": self.image_size,
-            "dtype": "float32",
-            "weights_format": self.weights_format,
-        }
+        meta = {**self.base_provenance(), "weights_format": self.weights_format}
         if self.weights_path is not None:
             meta["weights_file"] = self.weights_path.name
         if self.weights_official is not None:

@@ -442,20 +442,11 @@ class DINOv2Extractor(FrozenModule):
 
     def forward(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
         """CLS features (B, dims) float32 of uint8 or [0, 1] float images of any size."""
-        with torch.inference_mode(), full_float32(self.device):
-            x = self.preprocess(images)
-            return self.net(x).float()
+        return self.features(self.preprocess(images))
 
     def provenance(self) -> dict[str, Any]:
         """What identifies this feature space in a statistics file's ``meta``."""
-        meta: dict[str, Any] = {
-            "extractor": self.id,
-            "weights_sha256": self.weights_sha256,
-            "dims": self.dims,
-            "profile": self.profile,
-            "image_size": self.image_size,
-            "dtype": "float32",
-        }
+        meta = self.base_provenance()
         if self.weights_path is not None:
             meta["weights_file"] = self.weights_path.name
         return meta
