@@ -197,4 +197,19 @@ def init_from_env(device: str | None = None) -> bool:
         seconds=float(os.environ.get("FIDEVAL_DIST_TIMEOUT", DEFAULT_TIMEOUT_S))
     )
     dist.init_process_group(backend=backend, timeout=timeout)
+    _OWN_GROUP[0] = True
     return is_distributed()
+
+
+_OWN_GROUP = [False]
+
+
+def shutdown() -> None:
+    """Destroy the process group :func:`init_from_env` created (and only that one).
+
+    Left to interpreter exit, gloo's worker threads can be torn down while joinable,
+    which aborts the process ("terminate called without an active exception").
+    """
+    if _OWN_GROUP[0] and dist.is_initialized():
+        dist.destroy_process_group()
+    _OWN_GROUP[0] = False

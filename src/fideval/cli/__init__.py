@@ -52,7 +52,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with warnings.catch_warnings():
         warnings.showwarning = show_warning
-        return _run(args)
+        try:
+            return _run(args)
+        finally:
+            from ..distributed import shutdown
+
+            shutdown()  # a process group the subcommand started under torchrun
 
 
 def _run(args: argparse.Namespace) -> int:
