@@ -1,7 +1,5 @@
 """``python -m fideval`` (also what ``torchrun -m fideval`` runs)."""
 
-import sys
+from .cli import console_main
 
-from .cli import main
-
-sys.exit(main())
+console_main()

@@ -204,12 +204,19 @@ def init_from_env(device: str | None = None) -> bool:
 _OWN_GROUP = [False]
 
 
-def shutdown() -> None:
+def shutdown(*, wait: bool = True) -> bool:
     """Destroy the process group :func:`init_from_env` created (and only that one).
 
-    Left to interpreter exit, gloo's worker threads can be torn down while joinable,
-    which aborts the process ("terminate called without an active exception").
+    Left to interpreter exit, or torn down while another rank still talks to it, gloo's
+    worker threads can be destroyed while joinable, which aborts the process
+    ("terminate called without an active exception"). ``wait``: first a barrier, so
+    every rank has finished (skipped on error paths, where a rank may be gone).
+    Returns True when it destroyed a group.
     """
-    if _OWN_GROUP[0] and dist.is_initialized():
+    owned = _OWN_GROUP[0] and dist.is_initialized()
+    if owned:
+        if wait and is_distributed():
+            dist.barrier()
         dist.destroy_process_group()
     _OWN_GROUP[0] = False
+    return bool(owned)
