@@ -67,7 +67,7 @@ def child(impl: str, metric: str, n: int, d: int, opts: dict) -> dict:
 
         dtype = "float32" if opts["prdc_float32"] else "float64"
         r = prdc(real, fake, k=5, dtype=dtype)
-        out = r.as_dict()
+        out = r.to_dict()
         out["dtype"] = dtype
     elif impl == "torchmetrics" and metric == "kid":
         from torchmetrics.image.kid import KernelInceptionDistance

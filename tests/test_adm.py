@@ -28,7 +28,7 @@ from fideval.errors import FidevalError
 from fideval.features.inception import FIDInceptionV3, InceptionExtractor, seeded_random_state_dict
 from fideval.features.tf1_resize import tf1_resize_bilinear
 from fideval.frechet import frechet_details
-from fideval.io.adm_npz import open_npz_array
+from fideval.data.arrayfile import ArrayFile
 from fideval.metrics import adm
 from fideval.metrics.adm import (
     ADMInception,
@@ -195,24 +195,18 @@ def test_adm_preprocess_range_and_errors():
 
 @pytest.mark.parametrize("compressed", [False, True])
 def test_streaming_equals_whole_load(tmp_path, compressed):
+    """Rows read in batches from one open of the file equal numpy's whole load."""
     rng = np.random.default_rng(1)
     x = rng.integers(0, 256, (37, 6, 5, 3), dtype=np.uint8)
     path = tmp_path / "b.npz"
     save = np.savez_compressed if compressed else np.savez
     save(path, labels=np.arange(37), arr_0=x)  # another member first
     whole = np.load(path)["arr_0"]
+    af = ArrayFile(path)
+    assert af.shape("arr_0") == x.shape and af.dtype("arr_0") == np.uint8
     for bs in (1, 7, 37, 100):
-        with open_npz_array(path) as r:
-            assert r.shape == x.shape and r.dtype == np.uint8 and r.compressed == compressed
-            np.testing.assert_array_equal(np.concatenate(list(r.batches(bs))), whole)
-    with open_npz_array(path) as r:
-        if compressed:
-            r.read(0, 3)
-            with pytest.raises(FidevalError, match="in order"):
-                r.read(10, 12)
-        else:  # stored members: random access
-            np.testing.assert_array_equal(r.read(20, 25), x[20:25])
-            np.testing.assert_array_equal(r.read(2, 3), x[2:3])
+        np.testing.assert_array_equal(np.concatenate(list(af.iter_rows("arr_0", 0, 37, bs))), whole)
+    np.testing.assert_array_equal(np.concatenate(list(af.iter_rows("arr_0", 20, 25, 2))), x[20:25])
 
 
 def test_streaming_npy_version_2_and_errors(tmp_path):
@@ -220,11 +214,9 @@ def test_streaming_npy_version_2_and_errors(tmp_path):
     path = tmp_path / "v2.npz"
     with zipfile.ZipFile(path, "w") as zf, zf.open("arr_0.npy", "w") as fh:
         np.lib.format.write_array(fh, x, version=(2, 0))
-    with open_npz_array(path) as r:
-        np.testing.assert_array_equal(r.read(0, 4), x)
+    np.testing.assert_array_equal(next(ArrayFile(path).iter_rows("arr_0", 0, 4, 4)), x)
     with pytest.raises(FidevalError, match="no key 'images'"):
-        with open_npz_array(path, "images"):
-            pass
+        ArrayFile(path).array("images")
     # Truncated members: the header promises more bytes than the member holds.
     buf = io.BytesIO()
     np.lib.format.write_array(buf, x)
@@ -233,18 +225,15 @@ def test_streaming_npy_version_2_and_errors(tmp_path):
         with zipfile.ZipFile(short, "w", compression=method) as zf:
             zf.writestr("arr_0.npy", buf.getvalue()[:-5])
         with pytest.raises(FidevalError, match="truncated"):
-            with open_npz_array(short) as r:
-                list(r.batches(2))
+            list(ArrayFile(short).iter_rows("arr_0", 0, 4, 2))
     fortran = tmp_path / "f.npz"
     np.savez(fortran, np.asfortranarray(np.zeros((3, 4, 5, 3), np.uint8)))
     with pytest.raises(FidevalError, match="Fortran"):
-        with open_npz_array(fortran):
-            pass
+        list(ArrayFile(fortran).iter_rows("arr_0", 0, 3, 2))
     not_zip = tmp_path / "x.npz"
     not_zip.write_bytes(b"hello")
-    with pytest.raises(FidevalError, match=r"not an \.npz"):
-        with open_npz_array(not_zip):
-            pass
+    with pytest.raises(FidevalError, match=r"x.npz: not a statistics file or array archive"):
+        ArrayFile(not_zip)
 
 
 # --------------------------------------------------------------------------- IS and sFID order

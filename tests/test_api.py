@@ -7,6 +7,7 @@ import doctest
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import fideval
 import fideval.api
@@ -120,8 +121,20 @@ def test_metric_errors():
         m.update(torch.zeros(2, 3, 8, 8), real=True)
     with pytest.raises(FidevalError, match="at least 2 fake samples"):
         m.compute()
-    with pytest.raises(FidevalError, match="statistics"):
-        fideval.FID(reference=np.zeros((5, 3)))
+    with pytest.raises(FidevalError, match="zero width"):
+        fideval.FID(reference=np.zeros((5, 0)))
+
+
+def test_metric_reference_from_samples_equals_updates():
+    """FID(reference=samples) goes through the one path and equals feeding them as real."""
+    rng = np.random.default_rng(3)
+    real, fake = rng.normal(size=(40, 5)), rng.normal(size=(30, 5)) + 0.5
+    given = fideval.FID(reference=real, exact=False)
+    given.update(fake, real=False)
+    fed = fideval.FID(exact=False)
+    fed.update(real, real=True)
+    fed.update(fake, real=False)
+    assert given.compute().value == pytest.approx(fed.compute().value, rel=1e-12)
 
 
 def test_metric_with_an_image_extractor():
@@ -142,7 +155,9 @@ def test_registry():
     )
     with pytest.raises(FidevalError, match="unknown extractor 'nope'; expected one of"):
         fideval.extractor("nope")
-    with pytest.raises(FidevalError, match="ships its weights"):
+    with pytest.raises(
+        FidevalError, match="extractor .digits. does not take weights=; it takes device="
+    ):
         fideval.extractor("digits", weights="x.pth")
     ext = fideval.extractor("digits")
     assert isinstance(ext, fideval.Extractor) and isinstance(ext, torch.nn.Module)
@@ -174,6 +189,9 @@ def test_resolve_source_kinds(tmp_path, feats):
     np.save(tmp_path / "f.npy", x)
     assert rs(tmp_path / "f.npy").form == "feature-file"
     (tmp_path / "d").mkdir()
+    with pytest.raises(FidevalError, match="no image files in folder"):
+        rs(tmp_path / "d")  # an empty folder is refused at resolution, before any network
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "d" / "a.png")
     assert rs(tmp_path / "d").form == "folder"
     with pytest.raises(FidevalError, match="no such file or folder"):
         rs(tmp_path / "missing")

@@ -26,8 +26,8 @@ from PIL import Image
 
 import fideval.cli.stats as cli_stats
 import fideval.data.images as images_mod
-import fideval.features.extract as extract_mod
-import fideval.pipeline as pipeline_mod
+import fideval.features.registry as registry_mod
+import fideval.streaming as streaming_mod
 from fideval.cli import main
 from fideval.errors import FidevalError
 from fideval.io.statsfile import save_stats
@@ -68,14 +68,14 @@ def feats(tmp_path):
 @pytest.fixture
 def no_streaming(monkeypatch):
     """Any statistics computation in ``fideval stats`` fails: checks must come first."""
-    monkeypatch.setattr(cli_stats, "stats_from_path", _forbid)
+    monkeypatch.setattr(cli_stats, "statistics", _forbid)
 
 
 @pytest.fixture
 def no_images(monkeypatch):
     """Reading any image, or building any network, fails."""
     monkeypatch.setattr(images_mod.ImageStream, "__iter__", _forbid)
-    monkeypatch.setattr(extract_mod, "make_extractor", _forbid)
+    monkeypatch.setattr(registry_mod, "extractor", _forbid)
 
 
 @pytest.fixture
@@ -227,11 +227,11 @@ def test_sample_metrics_check_both_sides_before_extracting(
 
 @pytest.fixture(scope="module")
 def inception_meta(weights):
-    from fideval.features.extract import make_extractor
+    import fideval
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the random weights are not the official file
-        return make_extractor(dims=64, weights=weights, device="cpu").provenance()
+        return fideval.extractor("inception", dims=64, weights=weights, device="cpu").provenance()
 
 
 def _stats_file(path, d: int, meta: dict) -> None:
@@ -269,13 +269,14 @@ def test_fid_stats_dims_checked_before_extracting_images(
     code, _, err = _cli(capsys, "fid", folder, ref, "--dims", "64", *_image_flags(weights))
     assert code == 2
     assert err.splitlines()[-1] == (
-        f"fideval fid: error: dimension mismatch: {folder} has d=64, {ref} has d=8 "
-        "(the images' extractor, --dims)"
+        f"fideval fid: error: dimension mismatch: {folder} has d=64 (made by extractor "
+        f"'inception-v3-fid'), {ref} has d=8 (made by extractor 'inception-v3-fid'); use the "
+        "same extractor for both sides (e.g. extractor 'inception')"
     )
 
 
 def test_distance_dims_checked_before_streaming_features(tmp_path, feats, capsys, monkeypatch):
-    monkeypatch.setattr(pipeline_mod, "stats_from_features_file", _forbid)
+    monkeypatch.setattr(streaming_mod, "stream", _forbid)
     ref = tmp_path / "ref.npz"
     _stats_file(ref, 7, {})
     code, _, err = _cli(capsys, "distance", ref, feats)
@@ -289,14 +290,14 @@ def test_distance_dims_checked_before_streaming_features(tmp_path, feats, capsys
 
 
 def test_library_warnings_print_as_one_plain_line(feats, tmp_path, capsys, monkeypatch):
-    real = cli_stats.stats_from_path
+    real = cli_stats.statistics
 
-    def warning_stats(path, **kw):
+    def warning_stats(source, extractor=None, **kw):
         warnings.warn("first line\nsecond line", UserWarning, stacklevel=2)
         warnings.warn("a runtime matter", RuntimeWarning, stacklevel=1)
-        return real(path, **kw)
+        return real(source, extractor, **kw)
 
-    monkeypatch.setattr(cli_stats, "stats_from_path", warning_stats)
+    monkeypatch.setattr(cli_stats, "statistics", warning_stats)
     before = warnings.showwarning
     code, _, err = _cli(capsys, "stats", feats, "-o", tmp_path / "s.npz")
     assert code == 0

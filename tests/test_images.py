@@ -13,16 +13,16 @@ from PIL import Image
 from fideval.cli import main
 from fideval.data.images import (
     ImageStream,
-    is_image_array_file,
+    image_array_key,
     iter_image_batches,
     list_image_files,
     load_image_file,
 )
 from fideval.errors import FidevalError, NonFiniteFeaturesError
-from fideval.features.extract import feature_batches
 from fideval.features.inception import seeded_random_state_dict
 from fideval.features.preprocess import get_profile, preprocess_batch, preprocess_image
 from fideval.streaming import statistics as stats_from_images
+from fideval.streaming import stream as stream_features
 
 
 def profile_batches(source, *args, profile="pytorch-fid", **kwargs):
@@ -69,7 +69,13 @@ class MeanColour:
         return self.features(self.worker_preprocess(images))
 
     def provenance(self):
-        return {"extractor": self.id, "dims": 3, "profile": self.profile, "image_size": 299}
+        return {
+            "extractor": self.id,
+            "weights_sha256": "none",
+            "dims": 3,
+            "profile": self.profile,
+            "image_size": 299,
+        }
 
 
 def test_listing_is_recursive_sorted_and_filtered(folder):
@@ -152,12 +158,13 @@ def test_image_array_files(tmp_path):
     np.save(tmp_path / "feats.npy", np.zeros((10, 64), np.float32))
     np.savez(tmp_path / "stats.npz", mu=np.zeros(4), sigma=np.eye(4))
     np.save(tmp_path / "gray.npy", imgs[..., 0])
-    assert is_image_array_file(tmp_path / "imgs.npy")
-    assert is_image_array_file(tmp_path / "samples.npz")
-    assert is_image_array_file(tmp_path / "gray.npy")
-    assert not is_image_array_file(tmp_path / "feats.npy")
-    assert not is_image_array_file(tmp_path / "stats.npz")
-    assert not is_image_array_file(tmp_path / "missing.npy")
+    assert image_array_key(tmp_path / "imgs.npy") == ""
+    assert image_array_key(tmp_path / "samples.npz") == "arr_0"
+    assert image_array_key(tmp_path / "gray.npy") == ""
+    assert image_array_key(tmp_path / "feats.npy") is None
+    assert image_array_key(tmp_path / "stats.npz") is None
+    with pytest.raises(FidevalError, match="missing.npy: no such file"):
+        image_array_key(tmp_path / "missing.npy")
     ref = preprocess_batch(imgs, "clean")
     for name in ("imgs.npy", "samples.npz"):
         for workers in (0, 1) if name == "imgs.npy" else (0,):
@@ -221,14 +228,9 @@ def test_feature_batches_name_non_finite_images(folder):
             return out
 
     with pytest.raises(NonFiniteFeaturesError) as err:
-        list(feature_batches(folder, Broken(), batch_size=2, num_workers=0))
-    assert "batch 0" in str(err.value) and "A.PNG" in str(err.value)
-
-
-def test_profile_mismatch_between_stream_and_extractor(folder):
-    stream = profile_batches(folder, profile="clean")
-    with pytest.raises(FidevalError, match=r"preprocessing 'clean' .* expects 'pytorch-fid'"):
-        list(feature_batches(stream, MeanColour()))
+        stream_features(folder, Broken(), into=[], batch_size=2, num_workers=0)
+    text = str(err.value)
+    assert str(folder) in text and "batch 0" in text and "A.PNG" in text
 
 
 # --------------------------------------------------------------------------- CLI

@@ -117,8 +117,8 @@ def random_inception(tmp_path_factory):
     import warnings
 
     import torch
-
     from fideval.features.extract import feature_batches
+
     from fideval.features.inception import InceptionExtractor, seeded_random_state_dict
 
     images = _images()
@@ -201,7 +201,7 @@ def test_is_from_images_uses_logits_without_bias(random_inception):
         np.testing.assert_allclose(res.values, ref, rtol=tol, atol=0)
         assert res.value == pytest.approx(ref.mean(), rel=tol)
         assert res.logits_bias is bias
-        assert res.as_dict()["logits_bias"] is bias
+        assert res.to_dict()["logits_bias"] is bias
         assert res.provenance["logits_bias"] is bias
         assert res.provenance["n"] == N_IMAGES and res.provenance["classes"] == 1008
         assert res.provenance["extractor"] == "inception-v3-fid"
@@ -212,7 +212,7 @@ def test_is_from_images_uses_logits_without_bias(random_inception):
     )
     assert gap > 0.05
     # Logits given directly carry no bias flag: they are used as given.
-    assert "logits_bias" not in inception_score(z_ref, splits=splits).as_dict()
+    assert "logits_bias" not in inception_score(z_ref, splits=splits).to_dict()
 
 
 @pytest.mark.slow

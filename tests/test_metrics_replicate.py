@@ -49,7 +49,7 @@ def test_summary_formulas():
     )
     assert s.protocol_ci95_halfwidth == pytest.approx(1.96 * vals.std() / math.sqrt(r))
     assert s.ci_halfwidth / s.protocol_ci95_halfwidth == pytest.approx(1.58, abs=0.01)
-    d = s.as_dict()
+    d = s.to_dict()
     assert d["ci_low"] == pytest.approx(s.mean - s.ci_halfwidth)
     assert {"values", "mean", "std", "ci_halfwidth", "protocol_ci95_halfwidth"} <= set(d)
 
@@ -57,7 +57,7 @@ def test_summary_formulas():
 def test_vector_values_and_single_replication():
     s = summarize([[0.4, 0.6, 0.7], [0.5, 0.6, 0.8]], name="r_precision")
     np.testing.assert_allclose(s.mean, [0.45, 0.6, 0.75])
-    assert s.as_dict()["ci_halfwidth"][1] == 0.0
+    assert s.to_dict()["ci_halfwidth"][1] == 0.0
     one = summarize([3.0])
     assert math.isnan(one.std) and math.isnan(one.ci_halfwidth)
 

@@ -22,7 +22,7 @@ from fideval.train import (
     compute_reference_stats,
     read_jsonl,
 )
-from fideval.train.reference import TensorImages, _save_partial, cache_key, key_hash
+from fideval.train.reference import _save_partial, cache_key, key_hash, resolve_reference
 from fideval.train.schedule import Clock
 
 
@@ -331,12 +331,15 @@ def test_reference_cache_hit_and_key_changes(real, tmp_path):
         compute_reference_stats(real, TinyExtractor(dims=5), cache_dir=tmp_path),
     ]
     assert all(not c.from_cache for c in changed)
-    assert len({c.cache_path for c in changed} | {a.cache_path}) == 5
+    # Another N, extractor or dims is another entry; the same source with other content
+    # finds its old entry (its name leaves out the fingerprint), recomputes and replaces it.
+    assert len({c.cache_path for c in changed[1:]} | {a.cache_path}) == 4
+    assert changed[0].cache_path == a.cache_path
 
 
 def test_reference_cache_image_size_in_key(tmp_path):
     small = torch.rand(50, 1, 4, 4)
-    key_a = cache_key(TensorImages(small), TinyExtractor(), 50)
+    key_a = cache_key(resolve_reference(small), TinyExtractor(), 50)
     assert key_a["image_size"] == [4, 4] and key_a["augmentation"] == "none"
 
 
@@ -372,7 +375,7 @@ def test_reference_resume_after_kill_counts_each_image_once(real, tmp_path):
     partials = list(tmp_path.glob("*.partial.npz"))
     assert len(partials) == 1
     with np.load(partials[0]) as p:
-        assert int(p["consumed"]) == 160 and int(p["n"]) == 160  # 8 batches checkpointed
+        assert int(p["consumed"]) == 160 and int(p["state_n"]) == 160  # 8 batches checkpointed
     resumed_ext = TinyExtractor()
     resumed = compute_reference_stats(real, resumed_ext, cache_dir=tmp_path, batch_size=20)
     assert resumed_ext.calls == (300 - 160) // 20  # only the rest was computed
@@ -384,7 +387,7 @@ def test_reference_resume_after_kill_counts_each_image_once(real, tmp_path):
 
 def test_partial_with_other_key_is_ignored(real, tmp_path):
     ext = TinyExtractor()
-    key = cache_key(TensorImages(real), ext, 300)
+    key = cache_key(resolve_reference(real), ext, 300)
     from fideval.stats import GaussianStats
 
     bogus = GaussianStats()
@@ -411,7 +414,7 @@ def test_checkpoint_left_after_caching_is_removed_on_cache_hit(real, tmp_path):
     """A kill between writing the cache and removing the checkpoint leaves a stale partial."""
     ext = TinyExtractor()
     first = compute_reference_stats(real, ext, cache_dir=tmp_path)
-    key = cache_key(TensorImages(real), ext, 300)
+    key = cache_key(resolve_reference(real), ext, 300)
     from fideval.stats import GaussianStats
 
     part = GaussianStats()
@@ -429,7 +432,7 @@ def test_checkpoint_whose_count_disagrees_is_not_resumed(real, tmp_path):
     """A partial whose N is not the number of images it claims consumed is recomputed."""
     ext = TinyExtractor()
     full = compute_reference_stats(real, TinyExtractor(), cache_dir="", batch_size=20)
-    key = cache_key(TensorImages(real), ext, 300)
+    key = cache_key(resolve_reference(real), ext, 300)
     from fideval.stats import GaussianStats
 
     part = GaussianStats()

@@ -100,7 +100,7 @@ def test_reference_is_validated_when_the_evaluator_is_built(tmp_path):
     with pytest.raises(FidevalError, match="no such file or folder"):
         FIDEvaluator(sampler, str(tmp_path / "missing"), Proj())
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FidevalError, match="holds no images"):
+    with pytest.raises(FidevalError, match="no image files in folder"):
         FIDEvaluator(sampler, str(tmp_path / "empty"), Proj())
     (tmp_path / "junk.npz").write_text("not numpy")
     with pytest.raises(FidevalError, match=r"junk\.npz: not a statistics file"):

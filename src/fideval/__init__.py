@@ -1,7 +1,8 @@
 """fideval: fast, numerically robust and honest FID and companion metrics.
 
-The flow (each stage a module or folder): data → features → stats → frechet →
-metrics / estimate → train (Evaluator) → cli.
+The flow (each stage a module or folder): data → features → streaming (the one path:
+a source resolved once, streamed once into every consumer) → stats → frechet →
+metrics / estimate → suite / api → train (Evaluator) → cli. See docs/architecture.md.
 """
 
 from ._version import __version__
@@ -19,9 +20,11 @@ from .frechet import (
 from .io.provenance import check_compatible, make_provenance
 from .io.statsfile import StatsRecord, load_stats, save_stats
 from .stats import GaussianStats, GroupedStats
+from .suite import EvalResult, evaluate
 
 __all__ = [
     "FID",
+    "EvalResult",
     "Extractor",
     "FidevalError",
     "FrechetReference",
@@ -35,6 +38,7 @@ __all__ = [
     "__version__",
     "as_extractor",
     "check_compatible",
+    "evaluate",
     "extractor",
     "extractor_names",
     "fid",

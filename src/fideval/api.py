@@ -16,42 +16,42 @@ import torch
 from . import distributed as dist_
 from . import streaming
 from .errors import FidevalError
-from .features.base import as_extractor
-from .features.extract import FeatureSink
+from .features.registry import extractor as build_extractor
 from .frechet import FrechetReference, FrechetResult
 from .io.provenance import check_compatible
-from .io.statsfile import StatsRecord, load_stats
-from .pipeline import FEATURES_IN_MEMORY_BYTES, Side, compare_sides
+from .io.statsfile import StatsRecord
+from .pipeline import check_dims, compare_sides
 from .stats import GaussianStats, GroupedStats
+from .streaming import FEATURES_IN_MEMORY_BYTES, FeatureBank, Lazy, Side, Source
 
-__all__ = ["FID", "fid"]
+__all__ = ["FID", "check_planned", "fid"]
 
 
-def _make_extractor(extractor: Any, weights: Any, device: Any, profile: Any, dims: int) -> Any:
-    if extractor is None or isinstance(extractor, str):
-        from .features.extract import make_extractor
+def check_planned(sources: list[Source], extractor: Lazy, *, force: bool = False) -> None:
+    """Dimensions and provenance of two sides as they will be, before any extraction.
 
-        return make_extractor(
-            dims=dims,
-            weights=weights,
-            device=device,
-            profile=profile,
-            extractor=extractor or "inception",
+    A statistics record's d and provenance are known, a feature array's d too; an image
+    side will have the extractor's. Raises what the comparison itself would raise
+    (:func:`fideval.pipeline.compare_sides`), before the hours of an extraction.
+    """
+    dims: list[int] = []
+    metas: list[dict[str, Any] | None] = []
+    for src in sources:
+        if src.kind == "images":
+            ext = extractor.get()
+            if getattr(ext, "dims", None) is None:
+                return  # a wrapped module: its d is known once it has run
+            dims.append(int(ext.dims))
+            metas.append(dict(ext.provenance()))
+        else:
+            dims.append(int(src.dim))  # type: ignore[arg-type]
+            metas.append(src.value.meta if src.kind == "stats" else None)
+    check_dims(sources[0].name, dims[0], metas[0], sources[1].name, dims[1], metas[1])
+    kinds = {s.kind for s in sources}
+    if "stats" in kinds and "images" in kinds:
+        check_compatible(
+            metas[0], metas[1], name_a=sources[0].name, name_b=sources[1].name, force=force
         )
-    return as_extractor(extractor)
-
-
-def _side(x: Any, name: str, get_extractor: Any, options: dict[str, Any], keep: bool) -> Side:
-    src = streaming.resolve_source(x, name=name)
-    if src.kind == "stats":
-        rec = load_stats(src.value) if src.form == "stats-file" else src.value
-        return Side(rec)
-    sink = FeatureSink(FEATURES_IN_MEMORY_BYTES) if keep else None
-    extractor = get_extractor() if src.kind == "images" else None
-    stats, meta = streaming.statistics(src, extractor, sink=sink, **options)
-    assert isinstance(stats, GaussianStats)
-    features = sink.array() if sink is not None else None
-    return Side(StatsRecord(stats.mean, stats.cov, stats.n, meta, src.name, src.kind), features)
 
 
 def fid(
@@ -61,7 +61,7 @@ def fid(
     extractor: Any = "inception",
     weights: Any = None,
     device: str | torch.device | None = None,
-    dims: int = 2048,
+    dims: int | None = None,
     profile: str | None = None,
     batch_size: int = 50,
     num_workers: int | None = None,
@@ -70,32 +70,36 @@ def fid(
     force: bool = False,
 ) -> FrechetResult:
     """FID between two sources: folders, image array files, feature files, statistics
-    files, arrays / tensors (2-D features or 4-D images), statistics, or iterables of
-    image batches.
+    files (every layout, EDM2 pickles with ``#key``), arrays / tensors (2-D features or
+    images), statistics, datasets, or iterables of image batches.
 
-    Images of both sides go through one ``extractor`` (a registry name such as
-    ``"inception"`` or ``"dinov2-vitl14"``, or an extractor / ``nn.Module``), built once.
-    When both sides have their features at hand the exact features route is used, else
-    the statistics route with each side's N. The provenance of both sides must agree
-    unless ``force``. Returns a :class:`~fideval.frechet.FrechetResult` (``float(r)`` is
-    the value, ``r.warnings`` says what to know about it).
+    Images of both sides go through one extractor, built once by
+    :func:`fideval.extractor` from ``extractor`` (a registry name or a module) and the
+    options given (``weights``, ``device``, ``dims``, ``profile``: ``None`` is the
+    extractor's default). Everything that can fail without extracting — dimensions, and
+    the provenance of a statistics side against the extractor — is checked first. When
+    both sides have their features at hand the exact features route is used, else the
+    statistics route with each side's N. Returns a :class:`~fideval.frechet.FrechetResult`
+    (``float(r)`` is the value, ``r.warnings`` says what to know about it).
     """
-    built: list[Any] = []
-
-    def get_extractor() -> Any:
-        if not built:
-            built.append(_make_extractor(extractor, weights, device, profile, dims))
-        return built[0]
-
+    lazy = Lazy(
+        lambda: build_extractor(
+            extractor, weights=weights, device=device, dims=dims, profile=profile
+        )
+    )
+    sources = [
+        streaming.resolve_source(x, name=_name(x, default)) for x, default in ((a, "A"), (b, "B"))
+    ]
+    check_planned(sources, lazy, force=force)
     options = {
         "batch_size": batch_size,
         "num_workers": num_workers,
         "skip_bad": skip_bad,
         "progress": progress,
     }
-    keep = dist_.world_size() == 1
-    side_a = _side(a, _name(a, "A"), get_extractor, options, keep)
-    side_b = _side(b, _name(b, "B"), get_extractor, options, keep)
+    side_a, side_b = (
+        streaming.collect(src, lazy, features="if-fits", **options) for src in sources
+    )
     return compare_sides(side_a, side_b, force=force)
 
 
@@ -143,13 +147,15 @@ class FID:
         weights: Any = None,
         device: str | torch.device | None = None,
         profile: str | None = None,
-        dims: int = 2048,
+        dims: int | None = None,
         exact: bool = True,
     ) -> None:
         self.extractor = (
             None
             if extractor is None
-            else _make_extractor(extractor, weights, device, profile, dims)
+            else build_extractor(
+                extractor, weights=weights, device=device, profile=profile, dims=dims
+            )
         )
         self.groups = groups
         self.exact = exact
@@ -157,22 +163,21 @@ class FID:
         self._factored: FrechetReference | None = None
         if reference is not None:
             src = streaming.resolve_source(reference, name="reference")
-            if src.kind != "stats":
-                raise FidevalError(
-                    "FID(reference=...): expected statistics (a .npz, a StatsRecord or "
-                    f"GaussianStats); for samples use update(x, real=True), got {src.form}"
-                )
-            self._fixed_reference = load_stats(src.value) if src.form == "stats-file" else src.value
+            if src.kind == "stats":
+                self._fixed_reference = src.value
+            else:  # samples: their statistics, through the one path
+                side = streaming.collect(src, self.extractor)
+                self._fixed_reference = side.record
         self.reset(keep_reference=False)
 
     # ------------------------------------------------------------------ state
     def reset(self, keep_reference: bool = True) -> None:
         """Forget the samples; the real side too unless ``keep_reference``."""
         self.fake = GroupedStats(self.groups) if self.groups else GaussianStats()
-        self._fake_sink = FeatureSink(FEATURES_IN_MEMORY_BYTES) if self.exact else None
+        self._fake_sink = FeatureBank(FEATURES_IN_MEMORY_BYTES) if self.exact else None
         if not keep_reference or not hasattr(self, "real"):
             self.real = GaussianStats()
-            self._real_sink = FeatureSink(FEATURES_IN_MEMORY_BYTES) if self.exact else None
+            self._real_sink = FeatureBank(FEATURES_IN_MEMORY_BYTES) if self.exact else None
 
     def _features(self, x: Any) -> torch.Tensor:
         t = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))

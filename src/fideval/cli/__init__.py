@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from .._version import __version__
 from ..errors import FidevalError
-from ._common import error_line, show_warning
+from ._common import error_line, os_error_line, show_warning
 
 EXIT_USER_ERROR = 2
 
@@ -91,14 +91,17 @@ def _run(args: argparse.Namespace) -> int:
     except FidevalError as exc:
         print(f"fideval {args.command}: error: {error_line(exc)}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print(f"fideval {args.command}: interrupted", file=sys.stderr)
-        return 130
     except BrokenPipeError:  # e.g. `fideval fid A B --json | head`: the reader left
         import os
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:  # a full disk, a read-only folder, a name too long: one line
+        print(f"fideval {args.command}: error: {os_error_line(exc)}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print(f"fideval {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -35,12 +35,7 @@ def load_array(path: str, ndim: int = 2, what: str = "features") -> np.ndarray:
 
 def add_compute_flags(parser: argparse.ArgumentParser) -> None:
     """``--device`` and ``--float32`` for the chunked pairwise metrics."""
-    parser.add_argument(
-        "--device",
-        type=_common.device_type,
-        default="cpu",
-        help="torch device to compute on (default cpu; e.g. cuda)",
-    )
+    _common.add_device_flag(parser)
     parser.add_argument(
         "--float32",
         action="store_true",

@@ -4,8 +4,8 @@ Messages: every warning the CLI shows is one line ``fideval: warning: <message>`
 stderr (:func:`show_warning` is installed as :func:`warnings.showwarning` while a
 subcommand runs; :func:`warn` prints a result's own warnings the same way).
 
-Early checks (:func:`check_stats_output`, :func:`check_image_inputs`,
-:func:`build_extractor`): whatever can be known to fail is checked before any image is
+Early checks (:func:`check_stats_output`, :func:`check_image_inputs`, the extractor
+built before any image is read): whatever can be known to fail is checked before any image is
 read — the output path, empty folders, the weights file — so a mistake costs a second,
 not the hours of an extraction.
 """
@@ -45,6 +45,28 @@ def error_line(exc: BaseException) -> str:
             first = next((ln for ln in inner.splitlines() if ln.strip()), "")
             text = text.replace(inner, first.strip())
     return one_line(text)
+
+
+def os_error_line(exc: OSError) -> str:
+    """An OS error on a path as one line: ``<path>: <reason> (errno NAME)``.
+
+    The path is the innermost one named in the chain of causes (the file the OS refused),
+    escaped; the reason is the OS's own words, never a traceback.
+    """
+    import errno as errno_mod
+
+    from .._text import shown
+
+    inner: BaseException | None = exc
+    found: OSError = exc
+    while inner is not None:
+        if isinstance(inner, OSError) and (inner.filename is not None or inner.errno):
+            found = inner
+        inner = inner.__cause__ or inner.__context__
+    reason = found.strerror or str(found) or type(found).__name__
+    code = errno_mod.errorcode.get(found.errno or 0)
+    where = shown(found.filename) + ": " if found.filename is not None else ""
+    return one_line(f"{where}{reason}" + (f" ({code})" if code else ""))
 
 
 def warn(message: object, file: TextIO | None = None) -> None:
@@ -137,8 +159,36 @@ def print_json(obj: dict[str, Any]) -> None:
     sys.stdout.write("\n")
 
 
-def add_image_flags(parser: argparse.ArgumentParser, *, device: bool = True) -> None:
-    """Flags for image inputs, named like pytorch-fid's where they exist.
+def _registry_help(default: str) -> str:
+    from ..features.registry import registered
+
+    entries = "; ".join(f"{s.name}: {s.protocol}, {s.dims}-d" for s in registered())
+    return f"feature extractor (default {default}). {entries}"
+
+
+def _option_help(option: str, what: str) -> str:
+    """Which registered extractors take ``option``, with their allowed values."""
+    from ..features.registry import registered
+
+    parts = []
+    for s in registered():
+        if option in s.options:
+            allowed = s.choices(option)
+            parts.append(s.name + (f" ({', '.join(map(str, allowed))})" if allowed else ""))
+    return f"{what}; taken by {', '.join(parts)} (default: the extractor's own)"
+
+
+def extractor_choices() -> list[str]:
+    from ..features.registry import _ALIASES, extractor_names
+
+    return extractor_names() + sorted(_ALIASES)
+
+
+def add_image_flags(
+    parser: argparse.ArgumentParser, *, device: bool = True, default_extractor: str = "inception"
+) -> None:
+    """Flags for image inputs, named like pytorch-fid's where they exist; the choices and
+    help of ``--extractor``, ``--dims`` and ``--profile`` come from the registry.
 
     ``device=False`` when the subcommand already has its own ``--device`` (then the
     network runs there too).
@@ -146,67 +196,88 @@ def add_image_flags(parser: argparse.ArgumentParser, *, device: bool = True) -> 
     g = parser.add_argument_group("image inputs")
     g.add_argument(
         "--extractor",
-        default="inception",
+        default=default_extractor,
         metavar="NAME",
-        help="feature extractor: inception (default, FID), dinov2-vitl14 (FD_DINOv2), "
-        "dinov2-vitb14, clip-vitl14-336 (CMMD), digits",
+        help=_registry_help(default_extractor),
     )
     g.add_argument(
         "--batch-size", type=positive_int, default=50, help="images per batch (default 50)"
     )
     if device:
-        g.add_argument(
-            "--device",
-            type=device_type,
-            default=None,
-            help="torch device (default: cuda if available)",
-        )
-    g.add_argument(
-        "--dims",
-        type=int,
-        default=2048,
-        choices=(64, 192, 768, 2048),
-        help="Inception feature dimension (default 2048)",
-    )
+        add_device_flag(g)
+    g.add_argument("--dims", type=int, default=None, help=_option_help("dims", "feature dimension"))
     g.add_argument(
         "--num-workers",
         type=int,
         default=None,
-        help="DataLoader worker processes for decoding (default: min(8, cores))",
+        help="DataLoader worker processes for decoding (default: min(8, cores - 1))",
     )
     g.add_argument(
         "--weights",
         default=None,
-        help="the extractor's weights file (default: looked up in the caches, downloaded "
-        "when online)",
+        help=_option_help(
+            "weights",
+            "the extractor's weights file (default: looked up in the "
+            "caches, downloaded when online)",
+        ),
     )
-    g.add_argument(
-        "--profile",
-        default=None,
-        help="preprocessing profile (default: the extractor's protocol; inception: "
-        "pytorch-fid or clean; dinov2: edm2 or dgm-eval)",
-    )
+    g.add_argument("--profile", default=None, help=_option_help("profile", "preprocessing profile"))
     g.add_argument(
         "--skip-bad",
         action="store_true",
-        help="skip unreadable images (reported) instead of stopping",
+        help="skip unreadable images and images whose size does not fit the batch (reported) "
+        "instead of stopping",
     )
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def image_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The image flags as keyword arguments for the image stage."""
+def add_device_flag(parser: Any) -> None:
+    """``--device``: the same default in every subcommand (CUDA when available)."""
+    parser.add_argument(
+        "--device",
+        type=device_type,
+        default=None,
+        help="torch device (default: cuda if available, else cpu)",
+    )
+
+
+def stream_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The flags of :func:`fideval.streaming.stream`."""
     return {
         "batch_size": args.batch_size,
-        "device": args.device,
-        "dims": args.dims,
         "num_workers": args.num_workers,
-        "weights": args.weights,
-        "profile": args.profile,
-        "extractor": getattr(args, "extractor", "inception"),
         "skip_bad": args.skip_bad,
         "progress": not args.no_progress,
     }
+
+
+def lazy_extractor(args: argparse.Namespace, **extra: Any) -> Any:
+    """The extractor of the flags, built by :func:`fideval.extractor` on first use.
+
+    Only the options given on the command line are passed, so an option the extractor
+    does not take (``--dims`` with CLIP) is an error naming it. A multi-line loader
+    message becomes one line.
+    """
+    from ..features.registry import extractor
+    from ..streaming import Lazy
+
+    options = {
+        "weights": args.weights,
+        "device": getattr(args, "device", None),
+        "dims": args.dims,
+        "profile": args.profile,
+        **extra,
+    }
+
+    def build() -> Any:
+        try:
+            return extractor(args.extractor, **options)
+        except FidevalError as exc:
+            if "\n" not in str(exc):
+                raise
+            raise FidevalError(error_line(exc)) from exc
+
+    return Lazy(build)
 
 
 def report_fid(result: Any, args: argparse.Namespace, **extra: Any) -> None:
@@ -252,50 +323,6 @@ def check_output_folder(path: str) -> Path:
     return folder
 
 
-def check_image_inputs(*paths: str) -> None:
-    """Refuse an image folder without a single image file, before any network is loaded.
-
-    Uses the image stage's own rule (extensions, hidden files skipped), and stops at the
-    first image found, so a full folder costs almost nothing.
-    """
-    from ..data.images import IMAGE_EXTENSIONS
-
-    for path in paths:
-        root = Path(path)
-        if not root.is_dir():
-            continue
-        found = any(
-            p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file()
-            for p in root.rglob("*")
-        )
-        if not found:
-            exts = ", ".join(sorted(e[1:] for e in IMAGE_EXTENSIONS))
-            raise FidevalError(f"no image files in folder {path} (searched recursively for {exts})")
-
-
-def build_extractor(args: argparse.Namespace) -> Any:
-    """The extractor of the image flags (``--extractor``), built once, before any image is read.
-
-    Building it resolves and loads the weights, so a missing or unreadable ``--weights``
-    file is reported before the extraction starts. Any error is one line naming the
-    weights file (the loader's own message, without a library's multi-line text).
-    """
-    from ..features.extract import make_extractor
-
-    try:
-        return make_extractor(
-            dims=args.dims,
-            weights=args.weights,
-            device=args.device,
-            profile=args.profile,
-            extractor=getattr(args, "extractor", "inception"),
-        )
-    except FidevalError as exc:
-        if "\n" not in str(exc):
-            raise
-        raise FidevalError(error_line(exc)) from exc
-
-
 def add_force_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--force",
@@ -304,36 +331,37 @@ def add_force_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_sample_metric_flags(parser: argparse.ArgumentParser) -> None:
-    """Flags of the metrics computed from samples (KID, PRDC): compute, images, seed, JSON."""
+def add_sample_metric_flags(
+    parser: argparse.ArgumentParser, default_extractor: str = "inception"
+) -> None:
+    """Flags of the metrics computed from samples (KID, PRDC, CMMD): compute, images,
+    seed, JSON."""
     from ._arrays import add_compute_flags
 
     add_compute_flags(parser)
-    add_image_flags(parser, device=False)
+    add_image_flags(parser, device=False, default_extractor=default_extractor)
     add_seed_flag(parser)
     add_json_flag(parser)
 
 
 def sample_pair(args: argparse.Namespace, a: str, b: str) -> tuple[Any, Any]:
-    """The two sample sets (features, or images through the FID Inception) of a metric.
+    """The two sample sets (features, or images through the extractor) of a metric.
 
-    Checked before any image is read: both paths' kinds (a statistics file, which these
-    metrics cannot use, fails at once), empty image folders and the weights. The network
-    is built once for both sides.
+    Both paths are resolved once, first: a statistics file, which these metrics cannot
+    use, fails before any image is read. The network is built once, for the image
+    sides only.
     """
-    from ..pipeline import features_from_path, path_kind
+    from ..streaming import collect, needs_samples, resolve_source
 
-    kinds = [path_kind(a), path_kind(b)]
-    options = image_options(args)
-    if "images" in kinds:
-        check_image_inputs(*(p for p, k in zip((a, b), kinds, strict=True) if k == "images"))
-    # Cheap sides first: a statistics file is refused and a features file memory-mapped
-    # before the other side's images are extracted.
-    order = sorted(range(2), key=lambda i: kinds[i] == "images")
+    sources = [resolve_source(p) for p in (a, b)]
+    for src in sources:
+        if src.kind == "stats":
+            raise needs_samples(src.name)
+    lazy = lazy_extractor(args)
+    options = stream_options(args)
+    # Cheap sides first: a features file is memory-mapped before images are extracted.
+    order = sorted(range(2), key=lambda i: sources[i].kind == "images")
     out: list[Any] = [None, None]
-    extractor = None
     for i in order:
-        if kinds[i] == "images" and extractor is None:
-            extractor = build_extractor(args)
-        out[i] = features_from_path((a, b)[i], **{**options, "extractor": extractor})
+        out[i] = collect(sources[i], lazy, features="required", **options).features
     return out[0], out[1]

@@ -30,8 +30,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--scale", type=float, default=SCALE, help=f"multiplier (default {SCALE:g})")
     p.add_argument("--no-normalize", action="store_true", help="do not L2-normalise the rows first")
-    _common.add_sample_metric_flags(p)
-    p.set_defaults(func=run, extractor="clip-vitl14-336")
+    _common.add_sample_metric_flags(p, default_extractor="clip-vitl14-336")
+    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from ..api import check_planned
+from ..errors import FidevalError
+from ..pipeline import compare_sides
+from ..streaming import collect, resolve_source
 from . import _common
-from .fid import run
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -22,3 +25,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     _common.add_force_flag(p)
     _common.add_json_flag(p)
     p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    sources = [resolve_source(p) for p in (args.a, args.b)]
+    for src in sources:
+        if src.kind == "images":
+            raise FidevalError(
+                f"{src.name}: holds images; `fideval distance` takes statistics or feature "
+                f"files — use `fideval fid {args.a} {args.b}` for images"
+            )
+    check_planned(sources, None, force=args.force)  # dimensions before reading features
+    a, b = (collect(src, None, features="if-fits") for src in sources)
+    result = compare_sides(a, b, force=args.force)
+    _common.report_fid(result, args, n_a=a.n, n_b=b.n, meta_a=a.meta, meta_b=b.meta)
+    return 0

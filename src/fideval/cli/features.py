@@ -15,7 +15,7 @@ import numpy as np
 from .. import distributed
 from ..errors import FidevalError
 from ..io.atomic import atomic_write, check_writable
-from ..pipeline import features_from_path, path_kind
+from ..streaming import collect, resolve_source
 from . import _common
 
 
@@ -43,28 +43,33 @@ def run(args: argparse.Namespace) -> int:
     if target.suffix != ".npy":
         raise FidevalError(f"{args.output}: features files end in .npy; e.g. features.npy")
     check_writable(target)
-    if path_kind(args.path) != "images":
-        raise FidevalError(f"{args.path}: expected images (a folder or an image array file)")
-    _common.check_image_inputs(args.path)
+    source = resolve_source(args.path)
+    if source.kind != "images":
+        raise FidevalError(f"{source.name}: expected images (a folder or an image array file)")
     if distributed.world_size() > 1:
         raise FidevalError("fideval features runs in one process (each rank would hold a share)")
-    options = _common.image_options(args)
-    options["extractor"] = _common.build_extractor(args)
-    feats = np.ascontiguousarray(
-        features_from_path(args.path, logits=args.logits, **options), dtype=np.float32
+    extractor = _common.lazy_extractor(args)
+    extractor.get()  # the weights are checked before any image is read
+    side = collect(
+        source,
+        extractor,
+        features="required",
+        logits=args.logits,
+        feature_cap=1 << 62,
+        **_common.stream_options(args),
     )
+    feats = np.ascontiguousarray(side.logits if args.logits else side.features, dtype=np.float32)
     with atomic_write(target) as fh:
         np.save(fh, feats)
     what = "logits" if args.logits else "features"
     if args.json:
-        prov = options["extractor"].provenance()
         _common.print_json(
             {
                 "output": str(target),
                 "n": feats.shape[0],
                 "dims": feats.shape[1],
                 "kind": what,
-                "provenance": prov,
+                "provenance": extractor.get().provenance(),
             }
         )
     else:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 
 from ..errors import FidevalError
-from ..metrics.inception_score import inception_score, inception_score_from_images
-from ..pipeline import path_kind
+from ..metrics.inception_score import inception_score, logits_form
+from ..streaming import collect, resolve_source
 from . import _common
-from ._arrays import load_array
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -44,48 +43,48 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if path_kind(args.logits) == "images":
-        opts = _common.image_options(args)
-        if opts["extractor"] not in ("inception", "inception-v3-fid"):
+    source = resolve_source(args.logits)
+    extra: dict = {}
+    if source.kind == "images":
+        from ..features.registry import spec
+
+        if spec(args.extractor).name != "inception":
             raise FidevalError(
-                f"--extractor {opts['extractor']}: the Inception Score is defined on the FID "
+                f"--extractor {args.extractor}: the Inception Score is defined on the FID "
                 "Inception's 1008 classes; use --extractor inception"
             )
-        res = inception_score_from_images(
-            args.logits,
-            splits=args.splits,
-            shuffle=args.shuffle,
-            seed=args.seed,
-            logits_bias=args.logits_with_bias,
-            weights=opts["weights"],
-            device=opts["device"],
-            profile=opts["profile"] or "pytorch-fid",
-            batch_size=opts["batch_size"],
-            num_workers=opts["num_workers"],
-            skip_bad=opts["skip_bad"],
-            progress=opts["progress"],
-        )
-        prov = res.provenance or {}
-        n, classes = int(prov["n"]), int(prov["classes"])
-    else:
+        extra = {"logits_bias": True} if args.logits_with_bias else {}
+        lazy = _common.lazy_extractor(args, **extra)
+        side = collect(source, lazy, logits=True, **_common.stream_options(args))
+        logits, name = side.logits, f"{source.name} logits"
+    elif source.kind == "features":
         if args.logits_with_bias:
             raise FidevalError(
-                f"{args.logits}: --logits-with-bias applies to images only; a logits file is "
+                f"{source.name}: --logits-with-bias applies to images only; a logits file is "
                 "used as given"
             )
-        logits = load_array(args.logits, what="logits")
-        res = inception_score(
-            logits, splits=args.splits, shuffle=args.shuffle, seed=args.seed, name=args.logits
+        logits, name = source.value, source.name
+    else:
+        raise FidevalError(
+            f"{source.name}: a statistics file; the Inception Score needs logits (N, C) or images"
         )
-        n, classes = int(logits.shape[0]), int(logits.shape[1])
-    out = {**res.as_dict(), "n": n, "classes": classes}
-    if res.provenance is not None:
-        out["logits"] = res.provenance["logits"]
+    res = inception_score(
+        logits, splits=args.splits, shuffle=args.shuffle, seed=args.seed, name=name
+    )
+    out = {**res.to_dict(), "n": int(logits.shape[0]), "classes": int(logits.shape[1])}
+    if source.kind == "images":
+        out["logits"] = logits_form(args.logits_with_bias)
+        out["logits_bias"] = bool(args.logits_with_bias)
     if args.json:
         _common.print_json(out)
     else:
         form = ""
-        if res.logits_bias is not None:
-            form = "; logits with fc bias" if res.logits_bias else "; logits pool3·Wᵀ, no fc bias"
+        if source.kind == "images":
+            form = (
+                "; logits with fc bias"
+                if args.logits_with_bias
+                else "; logits pool3·Wᵀ, no fc bias"
+            )
         print(f"IS: {res.value:.4f} ± {res.std:.4f} (std over {res.splits} splits, ddof=0{form})")
+    _common.warn_all(res.warnings)
     return 0

@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         names=(args.a, args.b),
     )
-    out = {**res.as_dict(), "n_a": int(a.shape[0]), "n_b": int(b.shape[0]), "seed": args.seed}
+    out = {**res.to_dict(), "n_a": int(a.shape[0]), "n_b": int(b.shape[0]), "seed": args.seed}
     out["kernel"] = {
         "degree": degree,
         "gamma": 1.0 / int(a.shape[1]) if gamma is None else gamma,

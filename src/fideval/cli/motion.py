@@ -89,8 +89,8 @@ def run(args: argparse.Namespace) -> int:
             args.replications,
             seed=args.seed,
         )
-        out = {k: s.as_dict()["mean"] for k, s in summary.items()}
-        out["replications"] = {k: s.as_dict() for k, s in summary.items()}
+        out = {k: s.to_dict()["mean"] for k, s in summary.items()}
+        out["replications"] = {k: s.to_dict() for k, s in summary.items()}
     out["pool"] = args.pool
     out["seed"] = args.seed
     out["warnings"] = warned

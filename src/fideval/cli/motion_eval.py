@@ -293,7 +293,7 @@ def run(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
         progress=not args.no_progress,
     )
-    out = result.as_dict()
+    out = result.to_dict()
     out["skipped_clips"] = dict(source.skipped)
     if args.output:
         from ..io.atomic import atomic_write

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         names=(args.real, args.fake),
     )
-    out = {**res.as_dict(), "seed": args.seed}
+    out = {**res.to_dict(), "seed": args.seed}
     if args.json:
         _common.print_json(out)
     else:

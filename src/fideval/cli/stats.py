@@ -6,7 +6,7 @@ import argparse
 
 from .. import distributed
 from ..io.statsfile import save_stats
-from ..pipeline import path_kind, stats_from_path
+from ..streaming import resolve_source, statistics
 from . import _common
 
 
@@ -28,17 +28,15 @@ def run(args: argparse.Namespace) -> int:
     """Check the output path, the input and the weights; then stream and save.
 
     Nothing is read or extracted before the output is known to be writable (a ``.npz``
-    in a folder that exists or can be created) and an image folder holds an image.
+    in a folder that exists or can be created) and the input is resolved.
     """
     _common.check_stats_output(args.output)
-    kind = path_kind(args.path)
-    if kind == "images":
-        _common.check_image_inputs(args.path)
+    source = resolve_source(args.path)
     distributed.init_from_env(args.device)  # under torchrun: each rank reads its share
-    options = _common.image_options(args)
-    if kind == "images":  # after init: under torchrun the network goes to this rank's GPU
-        options["extractor"] = _common.build_extractor(args)
-    stats, meta = stats_from_path(args.path, **options)
+    extractor = None
+    if source.kind == "images":  # after init: under torchrun the network goes to this rank's GPU
+        extractor = _common.lazy_extractor(args).get()
+    stats, meta = statistics(source, extractor, **_common.stream_options(args))
     if not distributed.is_main_process():
         return 0
     out = save_stats(args.output, stats, meta)

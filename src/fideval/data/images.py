@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
-import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -35,8 +34,9 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from .. import _ranks as dist_
+from .._text import shown
 from ..errors import FidevalError
-from .layout import to_nchw
+from .layout import to_nchw, to_tensor
 
 #: A batch preprocessing: images (N, H, W, C) array or (N, C, H, W) tensor → a tensor.
 #: Extractors hand theirs (``worker_preprocess``) to the workers; see fideval.features.
@@ -58,7 +58,7 @@ def list_image_files(folder: str | Path) -> list[Path]:
     """Image files under ``folder`` (recursive), sorted by relative POSIX path."""
     root = Path(folder)
     if not root.is_dir():
-        raise FidevalError(f"{root} is not a folder")
+        raise FidevalError(f"{shown(root)} is not a folder")
     files = [
         p
         for p in root.rglob("*")
@@ -73,34 +73,9 @@ def load_image_file(path: str | Path) -> np.ndarray:
         with Image.open(path) as img:
             return np.asarray(img.convert("RGB"))
     except Exception as exc:  # PIL raises OSError, ValueError, SyntaxError, ...
-        raise FidevalError(f"cannot read image {path}: {type(exc).__name__}: {exc}") from exc
-
-
-def _npy_header(f: Any) -> tuple[tuple[int, ...], np.dtype]:
-    version = np.lib.format.read_magic(f)
-    if version == (1, 0):
-        shape, _, dtype = np.lib.format.read_array_header_1_0(f)
-    else:
-        shape, _, dtype = np.lib.format.read_array_header_2_0(f)
-    return tuple(shape), np.dtype(dtype)
-
-
-def array_file_arrays(path: str | Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """Shapes and dtypes of the arrays of a ``.npy`` (key ``""``) or ``.npz`` file, unread."""
-    p = Path(path)
-    try:
-        if p.suffix.lower() == ".npy":
-            with open(p, "rb") as f:
-                return {"": _npy_header(f)}
-        out = {}
-        with zipfile.ZipFile(p) as z:
-            for name in z.namelist():
-                if name.endswith(".npy"):
-                    with z.open(name) as f:
-                        out[name[:-4]] = _npy_header(f)
-        return out
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise FidevalError(f"cannot read array file {p}: {exc}") from exc
+        raise FidevalError(
+            f"cannot read image {shown(path)}: {type(exc).__name__}: {shown(exc)}"
+        ) from exc
 
 
 def _is_image_shape(shape: tuple[int, ...], dtype: np.dtype) -> bool:
@@ -110,9 +85,17 @@ def _is_image_shape(shape: tuple[int, ...], dtype: np.dtype) -> bool:
     return len(shape) == 3 and dtype.kind in "ui"
 
 
-def image_array_key(path: str | Path) -> str | None:
-    """The key of the images in an array file, or None if it holds no images."""
-    arrays = array_file_arrays(path)
+def image_array_key(source: Any) -> str | None:
+    """The key of the images in an array file (an :class:`~fideval.data.arrayfile.ArrayFile`
+    or a path), or None if it holds no images.
+
+    ``.npz``: ``arr_0`` (``np.savez``; guided-diffusion's sample files, which may add
+    ``arr_1`` labels), ``images``, ``image``, ``samples``, ``x``, else the only 4-D array.
+    """
+    from .arrayfile import ArrayFile
+
+    af = source if isinstance(source, ArrayFile) else ArrayFile(source)
+    arrays = {k: (h[0], h[1]) for k, h in af.headers.items()}
     if "" in arrays:
         return "" if _is_image_shape(*arrays[""]) else None
     for key in NPZ_IMAGE_KEYS:
@@ -120,22 +103,6 @@ def image_array_key(path: str | Path) -> str | None:
             return key
     four_d = [k for k, (shape, _) in arrays.items() if len(shape) == 4]
     return four_d[0] if len(four_d) == 1 else None
-
-
-def is_image_array_file(path: str | Path) -> bool:
-    """True for a ``.npy``/``.npz`` file holding images (4-D, or 3-D integer)."""
-    p = Path(path)
-    if p.suffix.lower() not in ARRAY_EXTENSIONS or not p.is_file():
-        return False
-    return image_array_key(p) is not None
-
-
-def _fingerprint(items: Iterable[str]) -> str:
-    h = hashlib.sha256()
-    for item in items:
-        h.update(item.encode("utf-8", "surrogateescape"))
-        h.update(b"\n")
-    return h.hexdigest()[:16]
 
 
 def default_num_workers() -> int:
@@ -173,8 +140,11 @@ def _stack(items: list[torch.Tensor], where: str) -> torch.Tensor:
     return torch.stack(items)
 
 
+Item = tuple[torch.Tensor | None, int, str | None, str]
+
+
 class _FolderImages(Dataset):
-    """One item per file: (preprocessed image or None, index, error or None)."""
+    """One item per file: (preprocessed image or None, index, error or None, path)."""
 
     def __init__(
         self, files: list[Path], preprocess: Preprocess, start: int = 0, stop: int | None = None
@@ -187,20 +157,69 @@ class _FolderImages(Dataset):
     def __len__(self) -> int:
         return self.stop - self.start
 
-    def __getitem__(self, j: int) -> tuple[torch.Tensor | None, int, str | None]:
+    def __getitem__(self, j: int) -> Item:
         i = self.start + j
+        path = shown(self.files[i])
         try:
-            return _one(self.preprocess, load_image_file(self.files[i])), i, None
+            return _one(self.preprocess, load_image_file(self.files[i])), i, None, path
         except FidevalError as exc:
-            return None, i, str(exc)
+            return None, i, str(exc), path
 
 
-def _collate_folder(items: list[tuple[torch.Tensor | None, int, str | None]]) -> dict[str, Any]:
-    good = [(t, i) for t, i, e in items if e is None]
+class _IndexedImages(Dataset):
+    """One item per index of a map-style dataset (``ds[i]`` an image, or a tuple whose
+    first item is one), preprocessed in the workers."""
+
+    def __init__(self, dataset: Any, preprocess: Preprocess, start: int, stop: int) -> None:
+        self.dataset, self.preprocess, self.start, self.stop = dataset, preprocess, start, stop
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __getitem__(self, j: int) -> Item:
+        i = self.start + j
+        item = self.dataset[i]
+        if isinstance(item, tuple | list):
+            item = item[0]
+        try:
+            image = _one(
+                self.preprocess,
+                to_tensor(item)
+                if not isinstance(item, Image.Image)
+                else np.asarray(item.convert("RGB")),
+            )
+            return image, i, None, f"item {i}"
+        except FidevalError as exc:
+            return None, i, f"item {i}: {exc}", f"item {i}"
+
+
+def _collate_items(items: list[Item]) -> dict[str, Any]:
+    """A batch of single images; one whose size differs from the batch's first readable
+    image is reported as bad, naming its file (skipped with ``skip_bad``)."""
+    good: list[tuple[torch.Tensor, int]] = []
+    bad: list[tuple[int, str]] = []
+    first: tuple[tuple[int, ...], str] | None = None
+    for t, i, err, path in items:
+        if err is not None or t is None:
+            bad.append((i, err or f"cannot read {path}"))
+            continue
+        if first is None:
+            first = (tuple(t.shape), path)
+        elif tuple(t.shape) != first[0]:
+            bad.append(
+                (
+                    i,
+                    f"{path}: size {tuple(t.shape)} after preprocessing differs from "
+                    f"{first[1]}'s {first[0]} in the same batch; use an extractor that resizes, "
+                    "or resize the images",
+                )
+            )
+            continue
+        good.append((t, i))
     return {
-        "images": _stack([t for t, _ in good], "image folder") if good else None,
+        "images": torch.stack([t for t, _ in good]) if good else None,
         "indices": [i for _, i in good],
-        "bad": [(i, e) for _, i, e in items if e is not None],
+        "bad": bad,
     }
 
 
@@ -256,12 +275,18 @@ class _ArrayBatches(Dataset):
 
 class ImageStream:
     """Iterable of batches from one source, each through ``preprocess`` (run in the
-    DataLoader workers for folders and array files; the extractor's ``worker_preprocess``,
-    e.g. a profile giving float32 (B, 3, 299, 299), or :func:`raw_batch`).
+    DataLoader workers for folders, array files and datasets; the extractor's
+    ``worker_preprocess``, e.g. a profile giving float32 (B, 3, 299, 299), or
+    :func:`raw_batch`).
+
+    The source is inspected once, here (a folder is listed and its files stat-ed once);
+    :meth:`configure` sets the preprocessing and batching later, so a source resolved
+    before the extractor is known is not inspected again.
 
     After (or during) iteration: :attr:`n_images` yielded so far, :attr:`skipped`
     (``(path, reason)`` of skipped files), :attr:`last_ids` (the paths or indices
-    of the rows of the last batch), :meth:`description` (for provenance).
+    of the rows of the last batch), :meth:`description` (for provenance). ``skip``
+    rows of this rank's share are passed over at the start (a resumed computation).
     """
 
     def __init__(
@@ -274,7 +299,40 @@ class ImageStream:
         skip_bad: bool = False,
         progress: bool = False,
         desc: str | None = None,
+        image_key: str | None = None,
     ) -> None:
+        self.skipped: list[tuple[str, str]] = []
+        self.n_images = 0
+        self.skip = 0
+        self.last_ids: list[Any] = []
+        self._files: list[Path] | None = None
+        self._root: Path | None = None
+        self._array_file: Any = None
+        self._array_key = ""
+        self._dataset: Any = None
+        self._desc: dict[str, Any]
+        self.source = source
+        self.n_total: int | None
+        self._setup(source, image_key)
+        self.label = desc or str(self._desc["source"])
+        self.configure(
+            preprocess=preprocess,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            skip_bad=skip_bad,
+            progress=progress,
+        )
+
+    def configure(
+        self,
+        *,
+        preprocess: Preprocess | None = None,
+        batch_size: int = 50,
+        num_workers: int | None = None,
+        skip_bad: bool = False,
+        progress: bool = False,
+    ) -> ImageStream:
+        """Set how the stream is read: preprocessing, batch size, workers, bad files, bar."""
         if batch_size < 1:
             raise FidevalError(f"batch size must be at least 1, got {batch_size}")
         self.batch_size = int(batch_size)
@@ -283,68 +341,28 @@ class ImageStream:
         self.profile = str(getattr(preprocess, "name", "raw"))
         self.skip_bad = skip_bad
         self.progress = progress
-        self.skipped: list[tuple[str, str]] = []
-        self.n_images = 0
-        self.last_ids: list[Any] = []
-        self._files: list[Path] | None = None
-        self._desc: dict[str, Any]
-        self.source = source
-        self.n_total: int | None
-        self._setup(source)
-        self.label = desc or str(self._desc["source"])
+        return self
 
     # -- source kinds
-    def _setup(self, source: Any) -> None:
+    def _setup(self, source: Any, image_key: str | None) -> None:
+        from .arrayfile import ArrayFile
+
         if isinstance(source, str | os.PathLike):
             path = Path(source)
             if path.is_dir():
-                files = list_image_files(path)
-                if not files:
-                    raise FidevalError(
-                        f"no image files in folder {path} (searched recursively for "
-                        f"{', '.join(sorted(e[1:] for e in IMAGE_EXTENSIONS))})"
-                    )
-                self._files = files
-                self.n_total = len(files)
-                rels = [f.relative_to(path).as_posix() for f in files]
-                stats = [f.stat() for f in files]
-                self._desc = {
-                    "source": str(path.resolve()),
-                    "source_kind": "folder",
-                    "source_fingerprint": "files+sizes+mtimes:"
-                    + _fingerprint(
-                        f"{r}\t{s.st_size}\t{s.st_mtime_ns}"
-                        for r, s in zip(rels, stats, strict=True)
-                    ),
-                }
-                return
-            if path.is_file() and path.suffix.lower() in ARRAY_EXTENSIONS:
-                key = image_array_key(path)
-                if key is None:
-                    shapes = {k or "(npy)": s for k, (s, _) in array_file_arrays(path).items()}
-                    raise FidevalError(
-                        f"{path} holds no image array (N, H, W, C) or (N, H, W); "
-                        f"found arrays {shapes}"
-                    )
-                shape, dtype = array_file_arrays(path)[key]
-                st = path.stat()
-                self._array_source = (path, key)
-                self.n_total = int(shape[0])
-                self._desc = {
-                    "source": str(path.resolve()),
-                    "source_kind": "image_array_file",
-                    "source_key": key or None,
-                    "source_shape": list(shape),
-                    "source_dtype": str(dtype),
-                    "source_fingerprint": "size+mtime:"
-                    + _fingerprint([f"{st.st_size}\t{st.st_mtime_ns}"]),
-                }
+                self._setup_folder(path)
                 return
             if not path.exists():
-                raise FidevalError(f"{path} does not exist")
-            raise FidevalError(
-                f"{path} is neither a folder of images nor an image array file (.npy/.npz)"
-            )
+                raise FidevalError(f"{shown(path)} does not exist")
+            if path.suffix.lower() not in ARRAY_EXTENSIONS:
+                raise FidevalError(
+                    f"{shown(path)} is neither a folder of images nor an image array file "
+                    "(.npy/.npz)"
+                )
+            source = ArrayFile(path)
+        if isinstance(source, ArrayFile):
+            self._setup_array_file(source, image_key)
+            return
         if isinstance(source, np.ndarray | torch.Tensor):
             if source.ndim not in (3, 4):
                 raise FidevalError(
@@ -360,7 +378,7 @@ class ImageStream:
                 "source_dtype": str(source.dtype),
             }
             return
-        if isinstance(source, Iterable):
+        if isinstance(source, Iterable) and not _is_indexable(source):
             n = None
             if isinstance(source, DataLoader):
                 try:
@@ -370,10 +388,82 @@ class ImageStream:
             self.n_total = n
             self._desc = {"source": type(source).__name__, "source_kind": "iterable"}
             return
+        if _is_indexable(source):
+            self._dataset = source
+            self.n_total = len(source)
+            self._desc = {"source": type(source).__name__, "source_kind": "dataset"}
+            return
         raise FidevalError(
             f"cannot read images from a {type(source).__name__}; expected a folder, an image "
-            "array file, an array/tensor of images, or an iterable of batches"
+            "array file, an array/tensor of images, a dataset, or an iterable of batches"
         )
+
+    def _setup_folder(self, path: Path) -> None:
+        files = list_image_files(path)
+        if not files:
+            raise FidevalError(
+                f"no image files in folder {shown(path)} (searched recursively for "
+                f"{', '.join(sorted(e[1:] for e in IMAGE_EXTENSIONS))})"
+            )
+        self._files, self._root = files, path
+        self.n_total = len(files)
+        self._desc = {
+            "source": str(path.resolve()),
+            "source_kind": "folder",
+            "source_fingerprint": self.fingerprint(),
+        }
+
+    def _setup_array_file(self, af: Any, image_key: str | None) -> None:
+        key = image_key if image_key is not None else image_array_key(af)
+        if key is None:
+            shapes = {k or "(npy)": h[0] for k, h in af.headers.items()}
+            raise FidevalError(
+                f"{shown(af.path)} holds no image array (N, H, W, C) or (N, H, W); "
+                f"found arrays {shapes}"
+            )
+        self._array_file, self._array_key = af, key
+        shape, dtype = af.shape(key), af.dtype(key)
+        self.n_total = int(shape[0])
+        self._desc = {
+            "source": str(Path(af.path).resolve()),
+            "source_kind": "image_array_file",
+            "source_key": key or None,
+            "source_shape": list(shape),
+            "source_dtype": str(dtype),
+            "source_fingerprint": self.fingerprint(),
+        }
+
+    def fingerprint(self, content: bool = False) -> str | None:
+        """What identifies the images, covering every one of them.
+
+        Files: each file's relative name, size and modification time (``content=True``:
+        the SHA-256 of every file's bytes). Arrays and tensors: a hash of all their
+        bytes. A dataset: its files when it lists them (``samples``, ``imgs``, ``files``),
+        else a hash of every item. ``None`` for a one-pass iterable (not cacheable).
+        """
+        if self._files is not None:
+            assert self._root is not None
+            return _files_fingerprint(self._root, self._files, content)
+        if self._array_file is not None:
+            return _files_fingerprint(None, [Path(self._array_file.path)], content)
+        if isinstance(self.source, np.ndarray | torch.Tensor):
+            data = self.source.detach().cpu() if isinstance(self.source, torch.Tensor) else None
+            arr = (
+                data.contiguous().numpy() if data is not None else np.ascontiguousarray(self.source)
+            )
+            h = hashlib.sha256(arr.tobytes())
+            return f"content:{tuple(arr.shape)}:{arr.dtype}:{h.hexdigest()[:20]}"
+        if self._dataset is not None:
+            listed = _dataset_files(self._dataset)
+            if listed is not None:
+                return _files_fingerprint(None, listed, content)
+            h = hashlib.sha256()
+            for i in range(len(self._dataset)):
+                item = self._dataset[i]
+                item = item[0] if isinstance(item, tuple | list) else item
+                h.update(np.ascontiguousarray(np.asarray(item)).tobytes())
+            return f"items:{len(self._dataset)}:{h.hexdigest()[:20]}"
+        return None
 
     def description(self) -> dict[str, Any]:
         """Flat provenance fields: source, source_kind, source_fingerprint, n_skipped, ..."""
@@ -394,37 +484,58 @@ class ImageStream:
     def _raw(self) -> Iterator[dict[str, Any]]:
         workers = self.num_workers
         start, stop = self.shard()
-        if self.n_total is not None and self.n_total <= self.batch_size:
+        start = min(stop, start + self.skip)
+        if stop - start <= self.batch_size:
             workers = 0  # one batch: nothing to overlap, so no worker start-up
-        if self._files is not None:
-            ds: Dataset = _FolderImages(self._files, self.preprocess, start, stop)
-            loader = DataLoader(
+        if self._files is not None or self._dataset is not None:
+            ds: Dataset = (
+                _FolderImages(self._files, self.preprocess, start, stop)
+                if self._files is not None
+                else _IndexedImages(self._dataset, self.preprocess, start, stop)
+            )
+            yield from DataLoader(
                 ds,
                 batch_size=self.batch_size,
                 shuffle=False,
                 num_workers=workers,
-                collate_fn=_collate_folder,
+                collate_fn=_collate_items,
+                generator=_private_generator(),
             )
-            yield from loader
             return
         if dist_.is_distributed() and self.n_total is None:
             raise FidevalError(
                 "an iterable of batches cannot be split across torch.distributed ranks; "
                 "give each rank its own share, or a folder / array source"
             )
-        if isinstance(self.source, str | os.PathLike):
-            path, key = self._array_source
-            ds = _ArrayBatches(
-                None, path, key, stop - start, self.batch_size, self.preprocess, start
-            )
-            yield from DataLoader(ds, batch_size=None, shuffle=False, num_workers=workers)
+        if self._array_file is not None and self._array_file.is_npz:
+            # A .npz member is decompressed as it is read, once, in this process.
+            rows = self._array_file.iter_rows(self._array_key, start, stop, self.batch_size)
+            lo = start
+            for chunk in rows:
+                hi = lo + chunk.shape[0]
+                yield {"images": self.preprocess(chunk), "indices": list(range(lo, hi)), "bad": []}
+                lo = hi
             return
-        if isinstance(self.source, np.ndarray | torch.Tensor):
-            ds = _ArrayBatches(
-                self.source, None, "", stop - start, self.batch_size, self.preprocess, start
+        if self._array_file is not None or isinstance(self.source, np.ndarray | torch.Tensor):
+            # The memory map is made once here; forked workers share it instead of
+            # opening the file again.
+            array = (
+                self._array_file.array(self._array_key)
+                if self._array_file is not None
+                else self.source
             )
-            for b in range(len(ds)):
-                yield ds[b]
+            ds = _ArrayBatches(
+                array, None, "", stop - start, self.batch_size, self.preprocess, start
+            )
+            if self._array_file is None:
+                workers = 0
+            yield from DataLoader(
+                ds,
+                batch_size=None,
+                shuffle=False,
+                num_workers=workers,
+                generator=_private_generator(),
+            )
             return
         start = 0
         for i, batch in enumerate(self.source):
@@ -438,12 +549,17 @@ class ImageStream:
             start += n
 
     def __iter__(self) -> Iterator[torch.Tensor]:
+        """Batches of images. The progress bar counts a batch once the consumer has
+        finished with it (when the next one is asked for), so it reaches 100% when the
+        work is done; it is closed before any error propagates."""
         from tqdm.auto import tqdm
 
         self.skipped, self.n_images = [], 0
         world = dist_.world_size()
+        total = self.n_total
         bar = tqdm(
-            total=self.n_total,
+            total=total,
+            initial=min(self.skip * world, total) if total is not None else self.skip,
             desc=self.label if len(self.label) < 40 else "..." + self.label[-37:],
             unit="img",
             disable=not self.progress or not dist_.is_main_process(),
@@ -452,7 +568,7 @@ class ImageStream:
         try:
             for item in self._raw():
                 for idx, reason in item["bad"]:
-                    path = str(self._files[idx]) if self._files is not None else f"item {idx}"
+                    path = shown(self._files[idx]) if self._files is not None else f"item {idx}"
                     if not self.skip_bad:
                         raise FidevalError(f"{reason} (use --skip-bad / skip_bad=True to skip)")
                     self.skipped.append((path, reason))
@@ -461,23 +577,67 @@ class ImageStream:
                     bar.update(len(item["bad"]) * world)
                     continue
                 ids = item["indices"]
-                self.last_ids = [str(self._files[i]) for i in ids] if self._files else ids
+                self.last_ids = [shown(self._files[i]) for i in ids] if self._files else ids
                 self.n_images += images.shape[0]
+                yield images
                 # Ranks advance at about the same pace: rank 0 shows the global count.
                 bar.update((images.shape[0] + len(item["bad"])) * world)
-                yield images
         finally:
             bar.close()
         if self.skipped:
-            shown = ", ".join(p for p, _ in self.skipped[:10])
+            shown_ = ", ".join(p for p, _ in self.skipped[:10])
             more = f" and {len(self.skipped) - 10} more" if len(self.skipped) > 10 else ""
             warnings.warn(
-                f"skipped {len(self.skipped)} unreadable image(s): {shown}{more}",
+                f"skipped {len(self.skipped)} unreadable image(s): {shown_}{more}",
                 UserWarning,
                 stacklevel=2,
             )
-        if self.n_images == 0:
-            raise FidevalError(f"no images could be read from {self.label}")
+        if self.n_images == 0 and self.skip == 0:
+            raise FidevalError(f"no images could be read from {shown(self.label)}")
+
+
+def _private_generator() -> torch.Generator:
+    """A DataLoader draws a seed from its generator on every iteration; a private one
+    leaves the caller's (training) random state untouched."""
+    return torch.Generator().manual_seed(0)
+
+
+def _is_indexable(x: Any) -> bool:
+    """A map-style dataset: ``len`` and ``[i]``, and not an iterable of batches."""
+    if isinstance(x, DataLoader | list | tuple | np.ndarray | torch.Tensor):
+        return False
+    return hasattr(x, "__len__") and hasattr(x, "__getitem__")
+
+
+def _dataset_files(dataset: Any) -> list[Path] | None:
+    """The files a dataset reads, when it says (torchvision's ``samples`` / ``imgs``)."""
+    for attr in ("samples", "imgs", "files"):
+        items = getattr(dataset, attr, None)
+        if isinstance(items, list) and items:
+            first = items[0]
+            if isinstance(first, tuple | list):
+                return [Path(p[0]) for p in items]
+            if isinstance(first, str | os.PathLike):
+                return [Path(p) for p in items]
+    return None
+
+
+def _files_fingerprint(root: Path | None, files: list[Path], content: bool) -> str:
+    """``files+sizes+mtimes:<hash>`` over every file, or ``content:<hash>`` of their bytes."""
+    h = hashlib.sha256()
+    for f in files:
+        name = f.relative_to(root).as_posix() if root is not None else str(f.resolve())
+        h.update(name.encode("utf-8", "surrogateescape"))
+        if content:
+            with open(f, "rb") as fh:
+                for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                    h.update(block)
+        else:
+            st = f.stat()
+            h.update(f"\t{st.st_size}\t{st.st_mtime_ns}".encode())
+        h.update(b"\n")
+    kind = "content" if content else "files+sizes+mtimes"
+    return f"{kind}:{len(files)}:{h.hexdigest()[:20]}"
 
 
 def _batch_images(batch: Any, i: int) -> Any:

@@ -30,13 +30,14 @@ def to_tensor(x: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 
 def to_nchw(
-    images: np.ndarray | torch.Tensor, *, channels_last: bool | None = None
+    images: np.ndarray | torch.Tensor, *, channels_last: bool | None = None, rgb: bool = True
 ) -> torch.Tensor:
     """A batch as a tensor (N, 3, H, W): gray repeated to RGB, alpha dropped.
 
     Numpy arrays are read as (N, H, W, C) and tensors as (N, C, H, W) unless the
     layout is unambiguous from the channel count (1, 3 or 4); (N, H, W) is
-    grayscale. ``channels_last`` forces the reading.
+    grayscale. ``channels_last`` forces the reading. ``rgb=False`` keeps the
+    channels as they are (N, C, H, W).
     """
     is_numpy = not isinstance(images, torch.Tensor)
     x = to_tensor(images)
@@ -53,6 +54,8 @@ def to_nchw(
             channels_last = last_ok if last_ok != first_ok else is_numpy
         if channels_last:
             x = x.permute(0, 3, 1, 2)
+    if not rgb:
+        return x
     c = x.shape[1]
     if c == 1:
         x = x.expand(-1, 3, -1, -1)

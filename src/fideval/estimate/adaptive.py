@@ -14,6 +14,22 @@ rounded up to whole batches). The stream stops when
 Stopping at the first check that meets the tolerance is optional stopping; with checks
 spaced by ≥ 10% in n the interval's coverage stays close to nominal (see
 ``docs/estimators.md`` for the measured coverage).
+
+**The variance behind the half-width** (``variance="influence"``, the default). Every
+estimate's standard error is σ_IF·√(Σ_g c_g²/n_g) (:mod:`.intervals`); only σ²_IF, the
+per-sample variance of the influence function of FD, is estimated. The group jackknife
+estimates it from K = 10 group values: 9 degrees of freedom, so σ̂ is off by ±24% (one
+SD) and the stopping point n ∝ σ̂² by about ±50% — and stopping at the first check whose
+σ̂ happens to be low is what made runs on the same model stop anywhere from 2 000 to
+35 500 samples. Instead the estimator keeps the first ``variance_rows`` feature rows
+(float32, CPU; 10 000 by default) and, at each check, takes σ̂²_IF as the sample
+variance of their analytic influence values IF(x_i) (:mod:`fideval.metrics.influence`)
+under the current plug-in μ̂, Σ̂ of the whole stream (R − 1 degrees of freedom, R rows;
+t_{0.975, R−1} replaces t_{0.975, K−1}). Each interval is rescaled accordingly:
+half-width = t·SE·σ̂_IF/σ̂_jackknife + its extrapolation error (unchanged). The jackknife
+value stays in ``details["sigma2_if_groups"]``. Without rows (statistics fed by
+:meth:`AdaptiveEstimator.add_grouped` alone, or fewer than ``MIN_VARIANCE_ROWS``), or
+with ``variance="groups"``, the group jackknife is used as before.
 """
 
 from __future__ import annotations
@@ -27,14 +43,19 @@ import torch
 
 from ..errors import FidevalError
 from ..frechet import ArrayLike, FrechetReference
+from ..metrics.influence import FrechetInfluence, GaussianRoots, gaussian_roots
 from ..stats import GroupedStats
 from .core import estimate_fid as _estimate_fid
 from .core import required_samples
+from .intervals import t_quantile
 from .result import FidEstimate
 
-__all__ = ["ESTIMATES", "AdaptiveEstimator", "adaptive_estimate"]
+__all__ = ["ESTIMATES", "VARIANCES", "AdaptiveEstimator", "adaptive_estimate"]
 
 ESTIMATES = ("fid", "fid_bias_corrected", "fid_infinity", "fid_at_target")
+VARIANCES = ("influence", "groups")
+#: Fewest kept rows for the per-sample variance; below it the group jackknife is used.
+MIN_VARIANCE_ROWS = 100
 
 
 class AdaptiveEstimator:
@@ -57,6 +78,10 @@ class AdaptiveEstimator:
         batch_size: expected batch size, used to round checkpoints to whole batches.
         progress: show a tqdm bar with estimate ± half-width.
         seed: seed of the estimator's random group orders.
+        variance: ``"influence"`` (σ²_IF from per-sample influence values of the first
+            ``variance_rows`` rows; module docstring) or ``"groups"`` (the K-group
+            jackknife alone).
+        variance_rows: rows kept for the per-sample variance.
         **options: passed to :func:`~fideval.estimate.estimate_fid` (orders, corrector…).
     """
 
@@ -73,8 +98,12 @@ class AdaptiveEstimator:
         batch_size: int = 500,
         progress: bool = False,
         seed: int = 0,
+        variance: str = "influence",
+        variance_rows: int = 10_000,
         **options: Any,
     ) -> None:
+        if variance not in VARIANCES:
+            raise FidevalError(f"variance={variance!r}: expected one of {', '.join(VARIANCES)}")
         if not tolerance > 0:
             raise FidevalError(f"tolerance must be > 0 (FID units), got {tolerance}")
         if estimate not in ESTIMATES:
@@ -99,6 +128,11 @@ class AdaptiveEstimator:
         self.done = False
         self.stopped_because: str | None = None
         self.history: list[dict[str, float]] = []
+        self.variance = variance
+        self.variance_rows = int(variance_rows) if variance == "influence" else 0
+        self._rows: list[torch.Tensor] = []
+        self._rows_n = 0
+        self._reference_roots: GaussianRoots | None = None
         self._last: FidEstimate | None = None
         self._last_n = -1
         self._bar: Any = None
@@ -118,14 +152,17 @@ class AdaptiveEstimator:
         room = self.max_samples - self.n
         batch = features[:room] if features.shape[0] > room else features
         self.grouped.update(batch)
+        self._keep_rows(batch)
         return self._added(int(batch.shape[0]))
 
-    def add_grouped(self, increment: GroupedStats) -> bool:
+    def add_grouped(self, increment: GroupedStats, features: ArrayLike | None = None) -> bool:
         """Merge the grouped statistics of the stream's next samples (its rows continue the
         stream: built with ``offset=self.n``); checks as :meth:`update`. Returns ``done``.
 
         This is how a distributed caller feeds the estimator: each rank draws a share,
         one all-reduce merges the groups, and every rank adds the same increment.
+        ``features``: the increment's rows (or some of them), for the per-sample variance;
+        a distributed caller passes the same rows on every rank, or none.
         """
         if self.done:
             return True
@@ -134,7 +171,20 @@ class AdaptiveEstimator:
                 f"increment has {increment.k} groups, the estimator {self.grouped.k}"
             )
         self.grouped.merge(increment)
+        if features is not None:
+            self._keep_rows(features)
         return self._added(increment.n)
+
+    def _keep_rows(self, features: ArrayLike) -> None:
+        """Keep rows (float32, CPU) until ``variance_rows`` are held."""
+        room = self.variance_rows - self._rows_n
+        if room <= 0:
+            return
+        rows = features[:room]
+        t = rows if isinstance(rows, torch.Tensor) else torch.from_numpy(np.asarray(rows))
+        t = t.detach().to("cpu", torch.float32)
+        self._rows.append(t)
+        self._rows_n += int(t.shape[0])
 
     def _added(self, count: int) -> bool:
         if self._bar is not None:
@@ -147,10 +197,54 @@ class AdaptiveEstimator:
             self._check()
         return self.done
 
-    def _check(self) -> FidEstimate:
+    def _estimate(self) -> FidEstimate:
         est = _estimate_fid(
             self.grouped, self.reference, target_n=self.target_n, seed=self.seed, **self.options
         )
+        if self._rows_n >= MIN_VARIANCE_ROWS:
+            self._influence_variance(est)
+        return est
+
+    def _influence_variance(self, est: FidEstimate) -> None:
+        """Replace σ̂²_IF of the group jackknife by the sample variance of the kept rows'
+        influence values, and rescale every interval (module docstring)."""
+        if self._reference_roots is None:
+            ref = self.reference
+            self._reference_roots = gaussian_roots(ref.mu, ref.sigma, ref.n, name="reference")
+        total = self.grouped.total()
+        roots = gaussian_roots(total.mean, total.cov, total.n, name="generated sigma")
+        rows = torch.cat(self._rows) if len(self._rows) > 1 else self._rows[0]
+        self._rows = [rows]
+        values = FrechetInfluence(roots, self._reference_roots).generated(rows)
+        s2 = float(np.var(values, ddof=1))
+        s2_groups = float(est.details.get("sigma2_if", math.nan))
+        if not (s2_groups > 0 and math.isfinite(s2)):
+            return
+        ratio = math.sqrt(s2 / s2_groups)
+        tq_old = float(est.details["t_quantile"])
+        tq = t_quantile(0.95, rows.shape[0] - 1)
+        for name in ESTIMATES:
+            se_old = est.se[name]
+            value = est.value(name)
+            extra = max(est.half_width(name) - tq_old * se_old, 0.0)
+            se = se_old * ratio
+            half = tq * se + extra
+            est.se[name] = se
+            setattr(est, f"{name}_ci95", (value - half, value + half))
+        est.details["sigma2_if_groups"] = s2_groups
+        est.details["sigma2_if"] = s2
+        est.details["t_quantile"] = tq
+        est.details["variance"] = (
+            f"per-sample influence values of the first {rows.shape[0]} samples "
+            f"(t_{{0.975,{rows.shape[0] - 1}}}); group jackknife σ̂²_IF kept in sigma2_if_groups"
+        )
+        est.method += (
+            f"; SE rescaled by σ̂_IF from the influence values of {rows.shape[0]} samples "
+            f"(t_{{0.975,{rows.shape[0] - 1}}} = {tq:.3f})"
+        )
+
+    def _check(self) -> FidEstimate:
+        est = self._estimate()
         self._last, self._last_n = est, self.n
         hw = est.half_width(self.which)
         self.history.append({"n": self.n, "value": est.value(self.which), "half_width": hw})
@@ -204,13 +298,7 @@ class AdaptiveEstimator:
                     f"the stream is too short for {self.grouped.k} groups: {self.n} sample(s), "
                     f"need at least {required_samples(self.grouped.k)}"
                 )
-            est = _estimate_fid(
-                self.grouped,
-                self.reference,
-                target_n=self.target_n,
-                seed=self.seed,
-                **self.options,
-            )
+            est = self._estimate()
             self._last, self._last_n = est, self.n
         self._last.n_used = self.n
         self._last.stopped_because = self.stopped_because or "running"
@@ -230,6 +318,8 @@ def adaptive_estimate(
     target_n: int = 50_000,
     progress: bool = True,
     seed: int = 0,
+    variance: str = "influence",
+    variance_rows: int = 10_000,
     **options: Any,
 ) -> FidEstimate:
     """Draw ``sample_features(batch_size)`` batches until ``estimate`` is known to ±tolerance.
@@ -249,6 +339,8 @@ def adaptive_estimate(
         batch_size=batch_size,
         progress=progress,
         seed=seed,
+        variance=variance,
+        variance_rows=variance_rows,
         **options,
     )
     while not est.done:

@@ -37,6 +37,8 @@ __all__ = [
     "as_extractor",
     "network_features",
     "provenance_of",
+    "resolve_device",
+    "state_sha256",
 ]
 
 REQUIRED_PROVENANCE = ("extractor", "weights_sha256", "dims", "profile")
@@ -78,7 +80,18 @@ def worker_preprocess(extractor: Any) -> Callable[[Any], torch.Tensor] | None:
     return fn if fn is not None and hasattr(extractor, "features") else None
 
 
-def _state_sha256(module: nn.Module) -> str:
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """The device every extractor runs on: ``device``, or CUDA when available, else the CPU.
+
+    The one default of the package: the CLI's ``--device``, :func:`fideval.extractor`,
+    :func:`fideval.fid` and the metrics all leave ``None`` to this function.
+    """
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def state_sha256(module: nn.Module) -> str:
     h = hashlib.sha256()
     for key, value in sorted(module.state_dict().items()):
         h.update(key.encode())
@@ -146,11 +159,21 @@ class NamedPreprocess:
         return f"NamedPreprocess({self.name!r})"
 
 
+def unit_images(images: Any) -> torch.Tensor:
+    """A batch (uint8 or [0, 1] float; numpy NHWC or tensor NCHW) → float32 NCHW in
+    [0, 1] with its own channels: what a wrapped module receives."""
+    from ..data.layout import to_nchw
+
+    return to_unit_float(to_nchw(images, rgb=False).contiguous())
+
+
 class ModuleExtractor(FrozenModule):
     """Any ``nn.Module`` mapping [0, 1] float images to (B, d) features, as an extractor.
 
-    uint8 inputs are divided by 255; the module is frozen and kept in eval mode; the
-    weights' SHA-256 (over the sorted state dict) goes into the provenance.
+    uint8 inputs are divided by 255 (in the DataLoader workers when streamed: its
+    ``worker_preprocess`` is :func:`unit_images`, channels kept as they are); the module
+    is frozen and kept in eval mode; the weights' SHA-256 (over the sorted state dict)
+    goes into the provenance, or the module's own ``provenance()`` when it has one.
     """
 
     def __init__(self, module: nn.Module, *, id: str | None = None, profile: str = "unit") -> None:
@@ -158,12 +181,16 @@ class ModuleExtractor(FrozenModule):
         self.module = module.requires_grad_(False)
         self.id = id or f"module:{type(module).__name__}"
         self.profile = profile
-        self.weights_sha256 = _state_sha256(module)
+        self.weights_sha256 = state_sha256(module)
         self.dims: int | None = getattr(module, "dims", None)
+        self.worker_preprocess = NamedPreprocess(profile, unit_images)
         super().train(False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = to_unit_float(images)
+        return self.features(to_unit_float(images))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Features of images already in [0, 1] float (B, C, H, W)."""
         param = next(self.module.parameters(), None)
         if param is not None:
             x = x.to(param.device)
@@ -177,12 +204,29 @@ class ModuleExtractor(FrozenModule):
         return out.float()
 
     def provenance(self) -> dict[str, Any]:
+        own = getattr(self.module, "provenance", None)
+        if callable(own):
+            return dict(own())
         return {
             "extractor": self.id,
             "weights_sha256": self.weights_sha256,
             "dims": self.dims,
             "profile": self.profile,
         }
+
+
+class _CallableModule(nn.Module):
+    """A plain function images → features, as a module (no weights)."""
+
+    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        super().__init__()
+        self.fn = fn
+        self.dims = getattr(fn, "dims", None)
+        if hasattr(fn, "provenance"):
+            self.provenance = fn.provenance
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
 
 
 def as_extractor(obj: Any, **kwargs: Any) -> Any:
@@ -192,6 +236,9 @@ def as_extractor(obj: Any, **kwargs: Any) -> Any:
         return obj
     if isinstance(obj, nn.Module):
         return ModuleExtractor(obj, **kwargs)
+    if callable(obj):
+        kwargs.setdefault("id", f"callable:{getattr(obj, '__name__', type(obj).__name__)}")
+        return ModuleExtractor(_CallableModule(obj), **kwargs)
     raise FidevalError(
         f"expected an extractor (an nn.Module with id, dims, profile and provenance(), or "
         f"any nn.Module mapping [0, 1] images to features), got {type(obj).__name__}"

@@ -64,7 +64,7 @@ from torch import nn
 
 from ..errors import FidevalError
 from ._vit import as_uint8_rgb, full_float32, normalize, pil_bicubic_batch, self_attention
-from .base import FrozenModule, NamedPreprocess
+from .base import FrozenModule, NamedPreprocess, resolve_device
 
 __all__ = [
     "CLIP_EXTRACTOR_ID",
@@ -358,12 +358,6 @@ def load_clip_weights(
 # --------------------------------------------------------------------------- extractor
 
 
-def _resolve_device(device: str | torch.device | None) -> torch.device:
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 class CLIPExtractor(FrozenModule):
     """Frozen CLIP ViT-L/14@336 embeddings: images (B, C, H, W) → float32 (B, 768), unit norm.
 
@@ -416,7 +410,7 @@ class CLIPExtractor(FrozenModule):
                 f"keys visual.* or bare): {detail}"
             ) from exc
         net.requires_grad_(False)
-        self.net = net.to(_resolve_device(device))
+        self.net = net.to(resolve_device(device))
         super().train(False)
 
     def preprocess(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fideval.errors import FidevalError
-from fideval.features.base import FrozenModule
+from fideval.features.base import FrozenModule, resolve_device
 
 __all__ = [
     "DIGITS_EXTRACTOR_ID",
@@ -221,8 +221,7 @@ class DigitsFeatureExtractor(FrozenModule):
         self.net.load_state_dict(state)
         for p in self.net.parameters():
             p.requires_grad_(False)
-        if device is not None:
-            self.net.to(device)
+        self.net.to(resolve_device(device))
         super().train(False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

@@ -73,7 +73,7 @@ from torch import nn
 
 from ..errors import FidevalError
 from ._vit import as_uint8_rgb, full_float32, normalize, pil_bicubic_batch, self_attention
-from .base import FrozenModule, NamedPreprocess
+from .base import FrozenModule, NamedPreprocess, resolve_device
 
 __all__ = [
     "DINOV2_ARCHS",
@@ -324,12 +324,6 @@ def preprocess_dinov2(images: torch.Tensor | np.ndarray, profile: str = "edm2") 
 # --------------------------------------------------------------------------- extractor
 
 
-def _resolve_device(device: str | torch.device | None) -> torch.device:
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def _fit_error(where: str, ident: str, exc: RuntimeError | str) -> FidevalError:
     detail = " ".join(str(exc).split())
     if len(detail) > 400:
@@ -392,7 +386,7 @@ class DINOv2Extractor(FrozenModule):
         except RuntimeError as exc:
             raise _fit_error(where, self.id, exc) from exc
         net.requires_grad_(False)
-        self.net = net.to(_resolve_device(device))
+        self.net = net.to(resolve_device(device))
         super().train(False)
 
     def _load_weights(

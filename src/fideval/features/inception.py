@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import FidevalError
-from .base import FrozenModule
+from .base import FrozenModule, resolve_device
 from .preprocess import IMAGE_SIZE
 
 #: Feature size -> index of the block that ends there (pytorch-fid's numbering).
@@ -323,12 +323,6 @@ def seeded_random_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
     return state
 
 
-def _resolve_device(device: str | torch.device | None) -> torch.device:
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 class InceptionExtractor(FrozenModule):
     """The FID Inception-v3 as an extractor (:mod:`fideval.features.base`).
 
@@ -382,7 +376,7 @@ class InceptionExtractor(FrozenModule):
         self.logits_bias = bool(logits_bias)
         self.worker_preprocess = get_profile(profile)
         self.profile = self.worker_preprocess.name
-        dev = _resolve_device(device)
+        dev = resolve_device(device)
         self.channels_last = dev.type == "cpu" if channels_last is None else channels_last
         wf = resolve_weights(weights, download=download)
         self.weights_path = wf.path

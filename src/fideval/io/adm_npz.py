@@ -13,7 +13,9 @@ on demand, holding at most one batch in memory:
 
 Only C-ordered arrays of a plain (non-object) dtype are streamed; anything else is an
 error naming the file and the member. Small members (``mu``, ``sigma``…) are read whole
-with :func:`read_npz_member`.
+with :func:`read_npz_member`. Every header goes through :mod:`fideval.io.npyheader`
+first: a shape that claims more bytes than the member holds is refused before anything
+is read or allocated.
 """
 
 from __future__ import annotations
@@ -27,7 +29,17 @@ from typing import IO, Any
 
 import numpy as np
 
+from .._text import shown
 from ..errors import FidevalError
+from .npyheader import (
+    NpyHeader,
+    check_claim,
+    check_npz,
+    read_member,
+    read_npy_header,
+    where_of,
+    zip_member_size,
+)
 
 __all__ = ["NpzArrayReader", "npz_keys", "open_npz_array", "read_npz_member"]
 
@@ -39,11 +51,13 @@ def _zip(path: Path) -> zipfile.ZipFile:
     try:
         return zipfile.ZipFile(path, "r")
     except FileNotFoundError:
-        raise FidevalError(f"{path}: no such file") from None
+        raise FidevalError(f"{shown(path)}: no such file") from None
     except IsADirectoryError:
-        raise FidevalError(f"{path}: is a folder; expected an .npz file") from None
+        raise FidevalError(f"{shown(path)}: is a folder; expected an .npz file") from None
     except (zipfile.BadZipFile, OSError) as exc:
-        raise FidevalError(f"{path}: not an .npz file (not a zip archive: {exc})") from exc
+        raise FidevalError(
+            f"{shown(path)}: not an .npz file (not a zip archive: {shown(exc)})"
+        ) from exc
 
 
 def npz_keys(path: str | Path) -> list[str]:
@@ -54,37 +68,26 @@ def npz_keys(path: str | Path) -> list[str]:
 
 
 def read_npz_member(path: str | Path, key: str) -> np.ndarray:
-    """One (small) array of an ``.npz`` file, read whole, without unpickling anything."""
+    """One (small) array of an ``.npz`` file, read whole, without unpickling anything.
+
+    Its header is checked first: an object dtype or a claim beyond the member's size
+    is refused before the data is read.
+    """
     p = Path(path)
     try:
         with np.load(p, allow_pickle=False) as data:
             if key not in data.files:
-                raise FidevalError(f"{p}: no key {key!r} (keys: {', '.join(data.files)})")
-            return np.asarray(data[key])
+                raise FidevalError(
+                    f"{shown(p)}: no key {key!r} (keys: {', '.join(map(repr, data.files))})"
+                )
+            header = check_npz(p, [key]).get(key)
+            if header is None:
+                raise FidevalError(f"{shown(p)}: key {key!r} is not a .npy array member")
+            return read_member(data, p, key, header)
     except FidevalError:
         raise
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise FidevalError(f"{p}: cannot read key {key!r}: {exc}") from exc
-
-
-def _read_header(fp: IO[bytes], where: str) -> tuple[tuple[int, ...], bool, np.dtype]:
-    fmt = np.lib.format
-    try:
-        version = fmt.read_magic(fp)
-        if version == (1, 0):
-            shape, fortran, dtype = fmt.read_array_header_1_0(fp)
-        elif version == (2, 0):
-            shape, fortran, dtype = fmt.read_array_header_2_0(fp)
-        else:
-            raise FidevalError(
-                f"{where}: .npy format version {version[0]}.{version[1]} is not streamed "
-                "(expected 1.0 or 2.0, what np.savez writes)"
-            )
-    except FidevalError:
-        raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise FidevalError(f"{where}: not a valid .npy header ({exc})") from exc
-    return tuple(int(s) for s in shape), bool(fortran), np.dtype(dtype)
+        raise FidevalError(f"{shown(p)}: cannot read key {key!r}: {shown(exc)}") from exc
 
 
 class NpzArrayReader:
@@ -110,7 +113,7 @@ class NpzArrayReader:
         self.shape = shape
         self.dtype = dtype
         self.compressed = stream is not None
-        self.where = f"{path}: {key}"
+        self.where = where_of(path, key)
         self._raw = raw
         self._offset = data_offset
         self._stream = stream
@@ -150,7 +153,7 @@ class NpzArrayReader:
                     got += len(chunk)
             except (zipfile.BadZipFile, OSError, EOFError) as exc:
                 raise FidevalError(
-                    f"{self.where}: cannot decompress rows [{start}, {stop}): {exc}"
+                    f"{self.where}: cannot decompress rows [{start}, {stop}): {shown(exc)}"
                 ) from exc
         if got != want:
             raise FidevalError(
@@ -168,61 +171,75 @@ class NpzArrayReader:
             yield self.read(start, min(self.shape[0], start + batch_size))
 
 
+def _stored_offset(raw: IO[bytes], info: zipfile.ZipInfo, where: str) -> int:
+    """Where a stored member's bytes start in the archive (after its local header)."""
+    raw.seek(info.header_offset)
+    head = raw.read(_LOCAL_HEADER.size)
+    if len(head) != _LOCAL_HEADER.size or head[:4] != _LOCAL_MAGIC:
+        raise FidevalError(f"{where}: damaged zip local header")
+    fields: Any = _LOCAL_HEADER.unpack(head)
+    name_len, extra_len = fields[9], fields[10]
+    return int(info.header_offset + _LOCAL_HEADER.size + name_len + extra_len)
+
+
+def _checked_header(fp: IO[bytes], member_size: int, where: str) -> NpyHeader:
+    """Read the member's header and check it (order, dtype, rank, claimed size)."""
+    header = read_npy_header(fp, where)
+    if header.fortran:
+        raise FidevalError(f"{where}: stored in Fortran order; expected a C-ordered array")
+    if len(header.shape) < 1:
+        raise FidevalError(f"{where}: a 0-d array; expected rows")
+    check_claim(header, member_size - header.header_size, where)
+    return header
+
+
 @contextmanager
 def open_npz_array(path: str | Path, key: str = "arr_0") -> Iterator[NpzArrayReader]:
     """Open member ``key`` of an ``.npz`` file for streaming reads (context manager)."""
     p = Path(path)
-    where = f"{p}: {key}"
+    where = where_of(p, key)
     with _zip(p) as zf:
         name = f"{key}.npy"
         try:
             info = zf.getinfo(name)
         except KeyError:
-            keys = [n[:-4] for n in zf.namelist() if n.endswith(".npy")]
-            raise FidevalError(f"{p}: no key {key!r} (keys: {', '.join(keys) or 'none'})") from None
-        if info.flag_bits & 0x1:
-            raise FidevalError(f"{where}: the member is encrypted")
+            keys = [repr(n[:-4]) for n in zf.namelist() if n.endswith(".npy")]
+            raise FidevalError(
+                f"{shown(p)}: no key {key!r} (keys: {', '.join(keys) or 'none'})"
+            ) from None
+        size = zip_member_size(info, p.stat().st_size, where)
         if info.compress_type == zipfile.ZIP_STORED:
             with open(p, "rb") as raw:
-                raw.seek(info.header_offset)
-                head = raw.read(_LOCAL_HEADER.size)
-                if len(head) != _LOCAL_HEADER.size or head[:4] != _LOCAL_MAGIC:
-                    raise FidevalError(f"{where}: damaged zip local header")
-                fields: Any = _LOCAL_HEADER.unpack(head)
-                name_len, extra_len = fields[9], fields[10]
-                raw.seek(info.header_offset + _LOCAL_HEADER.size + name_len + extra_len)
-                member_start = raw.tell()
-                shape, fortran, dtype = _read_header(raw, where)
-                offset = raw.tell()
-                _checked(p, key, shape, fortran, dtype)
-                need = offset - member_start + shape[0] * reader_row_bytes(shape, dtype)
-                if need != info.file_size:
+                start = _stored_offset(raw, info, where)
+                raw.seek(start)
+                header = _checked_header(raw, size, where)
+                if header.header_size + header.nbytes != size:
                     raise FidevalError(
-                        f"{where}: the member holds {info.file_size} bytes but its header "
-                        f"(shape {shape}, {dtype}) needs {need}: truncated or damaged"
+                        f"{where}: the member holds {size} bytes but its header "
+                        f"({header.describe()}) needs {header.header_size + header.nbytes}: "
+                        "truncated or damaged"
                     )
-                yield NpzArrayReader(p, key, shape, dtype, raw=raw, data_offset=offset, stream=None)
+                yield NpzArrayReader(
+                    p,
+                    key,
+                    header.shape,
+                    header.dtype,
+                    raw=raw,
+                    data_offset=start + header.header_size,
+                    stream=None,
+                )
         else:
             try:
                 stream = zf.open(info, "r")
             except (NotImplementedError, zipfile.BadZipFile, OSError) as exc:
-                raise FidevalError(f"{where}: cannot open the member: {exc}") from exc
+                raise FidevalError(f"{where}: cannot open the member: {shown(exc)}") from exc
             with stream:
-                shape, fortran, dtype = _read_header(stream, where)
-                _checked(p, key, shape, fortran, dtype)
-                yield NpzArrayReader(p, key, shape, dtype, raw=None, data_offset=0, stream=stream)
+                header = _checked_header(stream, size, where)
+                yield NpzArrayReader(
+                    p, key, header.shape, header.dtype, raw=None, data_offset=0, stream=stream
+                )
 
 
 def reader_row_bytes(shape: tuple[int, ...], dtype: np.dtype) -> int:
     """Bytes of one row (all axes but the first) of an array of ``shape`` and ``dtype``."""
     return int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
-
-
-def _checked(path: Path, key: str, shape: tuple[int, ...], fortran: bool, dtype: np.dtype) -> None:
-    where = f"{path}: {key}"
-    if fortran:
-        raise FidevalError(f"{where}: stored in Fortran order; expected a C-ordered array")
-    if dtype.hasobject:
-        raise FidevalError(f"{where}: dtype {dtype} holds Python objects; expected numbers")
-    if len(shape) < 1:
-        raise FidevalError(f"{where}: a 0-d array; expected rows")

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import urllib.request
 import warnings
 from collections.abc import Mapping, Sequence
@@ -46,8 +47,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._text import shown
 from ..errors import FidevalError
 from .atomic import atomic_write
+from .npyheader import human_bytes, zip_member_size
 
 FID_WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"
 FID_WEIGHTS_URL = (
@@ -152,7 +155,7 @@ def _offline() -> bool:
 
 
 def _where_to_put(name: str, extra_dirs: Sequence[tuple[str, Path]] = ()) -> str:
-    dirs = "; ".join(f"{p} ({label})" for label, p in search_dirs(extra_dirs))
+    dirs = "; ".join(f"{shown(p)} ({label})" for label, p in search_dirs(extra_dirs))
     return (
         f"download it by hand and put it in one of: {dirs}; "
         f"or set {ENV_DIR} to the folder holding it; or pass the file with --weights FILE"
@@ -178,7 +181,7 @@ def find_weights(
                 return WeightsFile(candidate, digest, None, label)
             if not digest.startswith(sha256_prefix):
                 raise FidevalError(
-                    f"weights file {candidate} (found in the {label} folder) has SHA-256 "
+                    f"weights file {shown(candidate)} (found in the {label} folder) has SHA-256 "
                     f"{digest}, but the standard {name} has {sha256_prefix}...: it is "
                     "corrupt or another file. Delete it to download it again, or pass it "
                     "with --weights FILE to use it anyway"
@@ -208,14 +211,14 @@ def resolve_weights(
     if path is not None:
         p = Path(path).expanduser()
         if not p.is_file():
-            raise FidevalError(f"weights file {p} does not exist (given explicitly)")
+            raise FidevalError(f"weights file {shown(p)} does not exist (given explicitly)")
         digest = sha256_file(p)
         official: bool | None = None
         if sha256_prefix is not None:
             official = digest.startswith(sha256_prefix)
             if not official:
                 warnings.warn(
-                    f"weights file {p} has SHA-256 {digest}, not the standard {name} "
+                    f"weights file {shown(p)} has SHA-256 {digest}, not the standard {name} "
                     f"(SHA-256 {sha256_prefix[:8]}...): scores made with it are not "
                     f"comparable with published {purpose} values",
                     UserWarning,
@@ -232,7 +235,7 @@ def resolve_weights(
     if not download:
         raise FidevalError(
             f"weights file {name} was not found and downloads are off "
-            f"({ENV_OFFLINE} or download=False); get it from {url} and "
+            f"({ENV_OFFLINE} or download=False); get it from {shown(url)} and "
             f"{_where_to_put(name, extra_dirs)}"
         )
     target_dir = Path(os.environ[ENV_DIR]).expanduser() if os.environ.get(ENV_DIR) else None
@@ -263,8 +266,8 @@ def download_weights(
         response = _urlopen(url, timeout=DOWNLOAD_TIMEOUT_S)
     except Exception as exc:  # URLError, socket errors, SSL errors, timeouts
         raise FidevalError(
-            f"weights file {target.name} is missing and could not be downloaded from {url} "
-            f"({exc}); {where}"
+            f"weights file {shown(target.name)} is missing and could not be downloaded from "
+            f"{shown(url)} ({shown(exc)}); {where}"
         ) from exc
     h = hashlib.sha256()
     try:
@@ -276,18 +279,22 @@ def download_weights(
                 raise _HashMismatch
     except _HashMismatch:
         raise FidevalError(
-            f"download of {url} has SHA-256 {h.hexdigest()}, expected {sha256_prefix}...; "
+            f"download of {shown(url)} has SHA-256 {h.hexdigest()}, expected {sha256_prefix}...; "
             f"nothing was written. {where}"
         ) from None
     except OSError as exc:
-        raise FidevalError(f"download of {url} to {target} failed ({exc}); {where}") from exc
+        raise FidevalError(
+            f"download of {shown(url)} to {shown(target)} failed ({shown(exc)}); {where}"
+        ) from exc
     return target
 
 
 def _one_line(text: str, limit: int = 200) -> str:
-    """The first line of an exception text (whitespace collapsed, ANSI codes dropped)."""
+    """The first line of an exception text (whitespace collapsed, ANSI codes dropped,
+    other control characters escaped)."""
     line = next((ln for ln in str(text).splitlines() if ln.strip()), "")
     line = " ".join(line.replace("\x1b[1m", "").replace("\x1b[0m", "").split())
+    line = shown(line)
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
@@ -303,50 +310,84 @@ def is_torchscript_archive(path: str | Path) -> bool:
     return any(n.endswith("/constants.pkl") or "/code/" in n for n in names)
 
 
+#: What torch's weights-only unpickler says when a pickle needs a global it refuses.
+_REFUSED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)|reduce for (?:unrecognized function )?([\w.<>]+)")
+
+
+def _torch_refusal(text: str) -> str:
+    """The part of torch's UnpicklingError text that says what was wrong, one line.
+
+    torch wraps the cause in advice to turn ``weights_only`` off; fideval never gives
+    that advice, so every paragraph mentioning ``weights_only`` or the documentation
+    is dropped.
+    """
+    paragraphs = [p for p in re.split(r"\n\s*\n", str(text)) if p.strip()]
+    kept = [
+        p
+        for p in paragraphs
+        if "weights_only" not in p
+        and "Weights only load failed" not in p
+        and "Check the documentation" not in p
+    ]
+    detail = kept[0] if kept else "refused by the weights-only unpickler"
+    return _one_line(detail.replace("WeightsUnpickler error:", "").strip())
+
+
+def _check_zip_claims(path: Path) -> None:
+    """Refuse a zip whose directory claims members larger than the archive can hold.
+
+    torch reads each record into a buffer of the size the directory states; the
+    check is cheap (the directory only). Files that are not zips are left to torch.
+    """
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            size = path.stat().st_size
+            for info in zf.infolist():
+                zip_member_size(info, size, f"weights file {shown(path)}: {shown(info.filename)}")
+    except (zipfile.BadZipFile, OSError):
+        return
+
+
 def load_state_dict(path: str | Path) -> dict[str, Any]:
     """``torch.load(path, weights_only=True)`` on the CPU; every error is one line naming
-    the file (not a torch file, Python objects refused, a TorchScript archive, no dict)."""
+    the file (not a torch file, a refused global, a TorchScript archive, no dict)."""
     import pickle
 
     import torch
 
+    where = f"weights file {shown(path)}"
     if is_torchscript_archive(path):  # torch.load would hand it to torch.jit.load
         raise FidevalError(
-            f"weights file {path} is a TorchScript archive, not a state dict; its tensors "
-            "are read by the extractor that expects one (clip-vitl14-336), never by running "
-            "its code"
+            f"{where} is a TorchScript archive, not a state dict; its tensors are read by "
+            "the extractor that expects one (clip-vitl14-336), never by running its code"
         )
+    _check_zip_claims(Path(path))
     try:
         state = torch.load(Path(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        import re
-
-        text = " ".join(str(exc).split())
-        m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+        m = _REFUSED_GLOBAL.search(" ".join(str(exc).split()))
         if m:
             raise FidevalError(
-                f"weights file {path} holds Python objects other than tensors (it needs "
-                f"{m.group(1)}); fideval reads weights with torch.load(weights_only=True) and "
-                "does not unpickle arbitrary objects: save a plain state dict of tensors"
+                f"{where} refuses to load: it needs the global {shown(m.group(1) or m.group(2))}, "
+                "which is not allowed (fideval reads weights with torch.load(weights_only=True): "
+                "tensors and plain containers only); save a plain state dict of tensors"
             ) from None
-        m = re.search(r"WeightsUnpickler error: (.*?)(?: Check the documentation|$)", text)
-        detail = _one_line(m.group(1)) if m and m.group(1).strip() else _one_line(str(exc))
         raise FidevalError(
-            f"weights file {path} is not a PyTorch weights file (torch.load: {detail})"
+            f"{where} is not a PyTorch weights file (torch.load: {_torch_refusal(str(exc))})"
         ) from None
     except OSError as exc:
-        raise FidevalError(f"cannot read weights file {path}: {_one_line(str(exc))}") from None
+        raise FidevalError(f"cannot read {where}: {_one_line(str(exc))}") from None
     except Exception as exc:
         what = type(exc).__name__
         if isinstance(exc, EOFError):
             what = "empty or truncated"
         elif _one_line(str(exc)):
             what += ": " + _one_line(str(exc))
-        raise FidevalError(
-            f"weights file {path} is not a PyTorch weights file (torch.load: {what})"
-        ) from None
+        raise FidevalError(f"{where} is not a PyTorch weights file (torch.load: {what})") from None
     if not isinstance(state, dict):
-        raise FidevalError(f"weights file {path} holds a {type(state).__name__}, not a state dict")
+        raise FidevalError(f"{where} holds a {type(state).__name__}, not a state dict")
     return state
 
 
@@ -397,6 +438,47 @@ class _ScriptObject:
         self.state = state
 
 
+def _read_storage(
+    zf: Any, member: str, numel: Any, dtype: Any, archive_size: int, where: str
+) -> Any:
+    """One storage of a TorchScript archive: ``numel`` elements of ``dtype`` from ``member``.
+
+    The size the pickle claims is compared with the member's size (from the zip
+    directory, itself checked against the archive) before anything is allocated.
+    """
+    import torch
+
+    what = f"{where}: tensor data {shown(member)}"
+    if not isinstance(numel, int) or isinstance(numel, bool) or numel < 0:
+        raise FidevalError(f"{what} has element count {shown(repr(numel)[:40])}")
+    try:
+        info = zf.getinfo(member)
+    except KeyError:
+        raise FidevalError(f"{what} is missing") from None
+    size = zip_member_size(info, archive_size, what)
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    want = numel * itemsize
+    if want != size:
+        raise FidevalError(
+            f"{what}: data.pkl claims {numel} elements of {dtype} = {human_bytes(want)} but the "
+            f"member holds {human_bytes(size)}: truncated or damaged"
+        )
+    buf = bytearray(want)
+    got = 0
+    with zf.open(member) as f:
+        view = memoryview(buf)
+        while got < want:
+            n = f.readinto(view[got:])
+            if not n:
+                break
+            got += n
+    if got < want:
+        raise FidevalError(f"{what} has {got} bytes, expected {want} (truncated archive?)")
+    if not buf:
+        return torch.empty(0, dtype=dtype)
+    return torch.frombuffer(buf, dtype=torch.uint8).view(dtype)
+
+
 def read_torchscript_tensors(path: str | Path) -> dict[str, Any]:
     """The tensors of a TorchScript archive by dotted attribute name, without running it.
 
@@ -420,20 +502,30 @@ def read_torchscript_tensors(path: str | Path) -> dict[str, Any]:
     import torch
 
     p = Path(path)
+    where = shown(p)
     try:
+        archive_size = p.stat().st_size
         zf = zipfile.ZipFile(p)
     except (zipfile.BadZipFile, OSError) as exc:
-        raise FidevalError(f"{p} is not a TorchScript archive (not a zip file: {exc})") from None
+        raise FidevalError(
+            f"{where} is not a TorchScript archive (not a zip file: {shown(exc)})"
+        ) from None
     with zf:
         names = zf.namelist()
         pkls = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
         if not pkls:
-            raise FidevalError(f"{p} is a zip without <root>/data.pkl: not a TorchScript archive")
+            raise FidevalError(
+                f"{where} is a zip without <root>/data.pkl: not a TorchScript archive"
+            )
         root = pkls[0][: -len("data.pkl")]
+        zip_member_size(zf.getinfo(pkls[0]), archive_size, f"{where}: {shown(pkls[0])}")
         if root + "byteorder" in names:
-            order = zf.read(root + "byteorder").decode("ascii", "replace").strip()
+            with zf.open(root + "byteorder") as fh:
+                order = fh.read(16).decode("ascii", "replace").strip()
             if order != "little":
-                raise FidevalError(f"{p}: tensors stored {order}-endian; only little supported")
+                raise FidevalError(
+                    f"{where}: tensors stored {shown(order)}-endian; only little supported"
+                )
         storages: dict[str, Any] = {}
 
         def storage_dtype(name: str) -> Any:
@@ -441,31 +533,18 @@ def read_torchscript_tensors(path: str | Path) -> dict[str, Any]:
 
         def load_storage(pid: Any) -> Any:
             if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
-                raise FidevalError(f"{p}: unexpected persistent id {str(pid)[:80]} in data.pkl")
+                raise FidevalError(
+                    f"{where}: unexpected persistent id {shown(str(pid)[:80])} in data.pkl"
+                )
             _, dtype, key, _location, numel = pid
             if not isinstance(dtype, torch.dtype):
-                raise FidevalError(f"{p}: storage {key} has no known dtype ({dtype!r})")
+                raise FidevalError(
+                    f"{where}: storage {shown(key)} has no known dtype ({shown(repr(dtype))})"
+                )
             if key not in storages:
-                member = f"{root}data/{key}"
-                itemsize = torch.empty((), dtype=dtype).element_size()
-                buf = bytearray(numel * itemsize)
-                try:
-                    with zf.open(member) as f:
-                        view, got = memoryview(buf), 0
-                        while got < len(buf):
-                            n = f.readinto(view[got:])
-                            if not n:
-                                break
-                            got += n
-                except KeyError:
-                    raise FidevalError(f"{p}: tensor data {member} is missing") from None
-                if got < len(buf):
-                    raise FidevalError(
-                        f"{p}: tensor data {member} has {got} bytes, expected {len(buf)} "
-                        "(truncated archive?)"
-                    )
-                flat = torch.frombuffer(buf, dtype=torch.uint8) if buf else torch.empty(0)
-                storages[key] = flat.view(dtype) if buf else torch.empty(0, dtype=dtype)
+                storages[key] = _read_storage(
+                    zf, f"{root}data/{key}", numel, dtype, archive_size, where
+                )
             return storages[key]
 
         def rebuild_tensor(storage, offset, size, stride, *_rest):  # type: ignore[no-untyped-def]
@@ -514,7 +593,8 @@ def read_torchscript_tensors(path: str | Path) -> dict[str, Any]:
 
                     return getattr(builtins, name)
                 raise FidevalError(
-                    f"{p}: data.pkl needs the global {module}.{name}; only TorchScript "
+                    f"{where}: data.pkl needs the global {shown(module)}.{shown(name)}; "
+                    "only TorchScript "
                     "module objects and tensors are read (no code from the archive is run)"
                 )
 
@@ -527,7 +607,8 @@ def read_torchscript_tensors(path: str | Path) -> dict[str, Any]:
             raise
         except Exception as exc:
             raise FidevalError(
-                f"{p}: cannot read {pkls[0]} ({type(exc).__name__}: {_one_line(str(exc))})"
+                f"{where}: cannot read {shown(pkls[0])} "
+                f"({type(exc).__name__}: {_one_line(str(exc))})"
             ) from None
 
     out: dict[str, Any] = {}
@@ -543,6 +624,8 @@ def read_torchscript_tensors(path: str | Path) -> dict[str, Any]:
                 walk(value, f"{prefix}{attr}.")
 
     if not isinstance(top, _ScriptObject):
-        raise FidevalError(f"{p}: data.pkl holds a {type(top).__name__}, not a TorchScript module")
+        raise FidevalError(
+            f"{where}: data.pkl holds a {type(top).__name__}, not a TorchScript module"
+        )
     walk(top, "")
     return out

@@ -5,7 +5,7 @@ openai/guided-diffusion's ``evaluations/evaluator.py`` computes it from a refere
 batch ``REF.npz`` and a sample batch ``SAMPLE.npz``, without TensorFlow:
 
 **Input.** ``arr_0``: uint8 images (N, H, W, 3), streamed in batches (never loaded
-whole; :mod:`fideval.io.adm_npz`). Each batch: float32 in [0, 255] → TF1 legacy bilinear
+whole; :meth:`fideval.data.arrayfile.ArrayFile.iter_rows`). Each batch: float32 in [0, 255] → TF1 legacy bilinear
 resize to 299×299 (:mod:`fideval.features.tf1_resize`) → (x − 128)/128 → the FID
 Inception-v3 (:class:`~fideval.features.inception.FIDInceptionV3`, pytorch-fid's weights
 file = the TF graph's weights).
@@ -74,10 +74,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._text import shown
+from ..data.arrayfile import ArrayFile
 from ..errors import FidevalError
 from ..features.tf1_resize import tf1_resize_bilinear
 from ..frechet import frechet_details
-from ..io.adm_npz import NpzArrayReader, npz_keys, open_npz_array, read_npz_member
 from ..stats import GaussianStats
 from .inception_score import inception_score
 
@@ -179,6 +180,11 @@ def _full_float32(device: torch.device) -> Iterator[None]:
         torch.set_float32_matmul_precision(mm)
 
 
+#: The ADM evaluator's preprocessing, as provenance names it: TF1 legacy bilinear resize
+#: to 299 of [0, 255] floats, then (x − 128)/128.
+ADM_PROFILE = "adm-tf1-bilinear"
+
+
 class ADMInception:
     """The ADM evaluator's three outputs of one pass of the FID Inception.
 
@@ -206,8 +212,32 @@ class ADMInception:
     def _hook(self, module: torch.nn.Module, inputs: Any, output: torch.Tensor) -> None:
         self._captured = spatial_hwc(output)
 
+    id = "inception-v3-fid"
+    dims = POOL_DIM
+    profile = ADM_PROFILE
+    image_size = 299
+
+    @property
+    def worker_preprocess(self) -> Any:
+        """uint8 (B, H, W, 3) → the network input, in the stream's workers (CPU)."""
+        from ..features.base import NamedPreprocess
+
+        return NamedPreprocess(ADM_PROFILE, adm_preprocess)
+
+    def provenance(self) -> dict[str, Any]:
+        return {**self.extractor.provenance(), "profile": ADM_PROFILE, "image_size": 299}
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.outputs(x)["features"]
+
     def __call__(self, images: np.ndarray | torch.Tensor) -> dict[str, torch.Tensor]:
-        x = adm_preprocess(images, self.device)
+        out = self.outputs(adm_preprocess(images, self.device))
+        return {"pool": out["features"], "spatial": out["spatial"], "logits": out["logits"]}
+
+    def outputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The three outputs of one pass on preprocessed input (B, 3, 299, 299):
+        ``features`` (pool_3), ``spatial`` (sFID) and ``logits`` (no fc bias)."""
+        x = x.to(self.device)
         self._captured = None
         # One pass: pool_3 and pool_3·Wᵀ (no bias) from the extractor, the hook's sFID part.
         with _full_float32(self.device):
@@ -216,7 +246,7 @@ class ADMInception:
         self._captured = None
         if spatial is None:  # pragma: no cover - the hook always fires
             raise FidevalError("Mixed_6d.branch1x1 did not run; cannot read sFID features")
-        return {"pool": pool, "spatial": spatial, "logits": logits}
+        return {"features": pool, "spatial": spatial, "logits": logits}
 
     def close(self) -> None:
         self._handle.remove()
@@ -624,15 +654,17 @@ def _check_k(n: int, k: int, name: str) -> None:
 # --------------------------------------------------------------------------- files
 
 
-def read_stored_stats(path: str | Path) -> dict[str, np.ndarray] | None:
-    """The stored ``mu``/``sigma``/``mu_s``/``sigma_s`` of a batch file, or None without ``mu``.
+def read_stored_stats(source: Any) -> dict[str, np.ndarray] | None:
+    """The stored ``mu``/``sigma``/``mu_s``/``sigma_s`` of a batch file (a path or an open
+    :class:`~fideval.data.arrayfile.ArrayFile`), or None without ``mu``.
 
     Shapes are checked: mu (2048,), sigma (2048, 2048), mu_s (2023,), sigma_s (2023, 2023).
     An ``n`` (number of images, written by :func:`save_adm_stats`; ADM's files have none)
     is returned too: the Fréchet kernel then knows each covariance's rank (≤ n − 1).
     """
-    p = Path(path)
-    keys = npz_keys(p)
+    af = source if isinstance(source, ArrayFile) else ArrayFile(source)
+    p = shown(af.path)
+    keys = set(af.keys)
     if "mu" not in keys:
         return None
     missing = [k for k in STAT_KEYS if k not in keys]
@@ -649,17 +681,17 @@ def read_stored_stats(path: str | Path) -> dict[str, np.ndarray] | None:
     }
     out = {}
     for key, shape in want.items():
-        arr = read_npz_member(p, key)
-        if arr.dtype.kind not in "fiu" or tuple(arr.shape) != shape:
+        if af.dtype(key).kind not in "fiu" or af.shape(key) != shape:
             raise FidevalError(
-                f"{p}: {key} has {arr.dtype} {tuple(arr.shape)}; "
+                f"{p}: {key} has {af.dtype(key)} {af.shape(key)}; "
                 f"expected a real array of shape {shape}"
             )
+        arr = af.array(key)
         if not np.isfinite(arr).all():
             raise FidevalError(f"{p}: {key} holds NaN/Inf; expected finite statistics")
         out[key] = arr
     if "n" in keys:
-        n = read_npz_member(p, "n")
+        n = af.array("n")
         if n.shape != () or n.dtype.kind not in "iu" or int(n) < 1:
             raise FidevalError(f"{p}: n is {n.dtype} {n.shape}; expected a whole number ≥ 1")
         out["n"] = n
@@ -675,8 +707,9 @@ def save_adm_stats(
 ) -> Path:
     """Write ``mu``, ``sigma``, ``mu_s``, ``sigma_s`` (float64) in ADM's layout, atomically.
 
-    Also ``n`` (number of images, when known) and ``fideval_provenance`` (a JSON
-    string); ADM's evaluator reads only the four statistics.
+    Also ``n`` (number of images, when known) and ``meta`` (the provenance as a JSON
+    string, the key :func:`fideval.load_stats` reads and guards on); ADM's evaluator reads
+    only the four statistics.
     """
     from ..io.atomic import atomic_write, check_writable
 
@@ -685,39 +718,46 @@ def save_adm_stats(
     if n is not None:
         arrays["n"] = np.asarray(int(n), dtype=np.int64)
     if provenance is not None:
-        arrays["fideval_provenance"] = np.asarray(json.dumps(provenance, default=str))
+        arrays["meta"] = np.asarray(json.dumps(provenance, default=str))
     with atomic_write(target, "wb") as fh:
         np.savez(fh, **arrays)
     return target
 
 
-def _check_images(reader: NpzArrayReader) -> None:
-    s = reader.shape
-    if reader.dtype != np.uint8 or len(s) != 4 or s[3] != 3 or min(s[1:3], default=0) < 1:
+def _check_images(af: ArrayFile) -> None:
+    where = f"{shown(af.path)}: {IMAGE_KEY}"
+    s, dtype = af.shape(IMAGE_KEY), af.dtype(IMAGE_KEY)
+    if dtype != np.uint8 or len(s) != 4 or s[3] != 3 or min(s[1:3], default=0) < 1:
         raise FidevalError(
-            f"{reader.where}: {reader.dtype} {s}; expected uint8 images (N, H, W, 3) "
+            f"{where}: {dtype} {s}; expected uint8 images (N, H, W, 3) "
             "(NHWC RGB, as the ADM sampling scripts save them)"
         )
     if s[0] < 1:
-        raise FidevalError(f"{reader.where}: no images (shape {s})")
+        raise FidevalError(f"{where}: no images (shape {s})")
 
 
 class _Side:
-    """What one batch file contributes: pool features, statistics, IS splits."""
+    """What one batch file contributes: pool features, statistics, IS splits.
+
+    The file is opened once (:class:`~fideval.data.arrayfile.ArrayFile`); its images go
+    through :func:`fideval.streaming.stream` like every other source, with the ADM
+    network's three outputs fed to their consumers in one pass.
+    """
 
     def __init__(self, path: Path, role: str) -> None:
         self.path = path
         self.role = role
-        keys = npz_keys(path)
-        if not keys:
-            raise FidevalError(f"{path}: not an .npz file (a zip archive without .npy members)")
-        self.stored = read_stored_stats(path)
-        self.has_images = IMAGE_KEY in keys
+        self.af = ArrayFile(path)
+        if not self.af.is_npz or not self.af.keys:
+            raise FidevalError(
+                f"{shown(path)}: not an .npz file (a zip archive without .npy members)"
+            )
+        self.stored = read_stored_stats(self.af)
+        self.has_images = IMAGE_KEY in self.af.keys
         self.shape: tuple[int, ...] | None = None
         if self.has_images:
-            with open_npz_array(path, IMAGE_KEY) as r:
-                _check_images(r)
-                self.shape = r.shape
+            _check_images(self.af)
+            self.shape = self.af.shape(IMAGE_KEY)
         self.pool: np.ndarray | None = None
         self.stats: dict[str, np.ndarray] | None = self.stored
         self.n_stats: int | None = None
@@ -730,38 +770,32 @@ class _Side:
         return 0 if self.shape is None else int(self.shape[0])
 
     def extract(self, net: ADMInception, batch_size: int, *, scores: bool, progress: bool) -> None:
+        from ..data.images import ImageStream
+        from ..streaming import FeatureBank, stream
+
         assert self.shape is not None
-        n = self.n_images
-        self.pool = np.empty((n, POOL_DIM), dtype=np.float32)
         need_stats = self.stored is None
+        pool = FeatureBank(1 << 62, "error")
         gp = GaussianStats(POOL_DIM) if need_stats else None
         gs = GaussianStats(SPATIAL_DIM) if need_stats else None
         split = _SplitScores() if scores else None
-        bar = _progress(n, f"{self.role} {self.path.name}", progress)
-        row = 0
-        with open_npz_array(self.path, IMAGE_KEY) as reader:
-            for b, images in enumerate(reader.batches(batch_size)):
-                out = net(images)
-                pool = out["pool"]
-                if not bool(torch.isfinite(pool).all()):
-                    raise FidevalError(
-                        f"{reader.where}: batch {b} (rows {row}–{row + len(images) - 1}): "
-                        "the network gave NaN/Inf features; check the weights file"
-                    )
-                self.pool[row : row + len(images)] = pool.cpu().numpy()
-                if gp is not None and gs is not None:
-                    gp.update(pool)
-                    gs.update(out["spatial"])
-                if split is not None:
-                    split.update(out["logits"])
-                row += len(images)
-                if bar is not None:
-                    bar.update(len(images))
-        if bar is not None:
-            bar.close()
+        images = ImageStream(self.af, image_key=IMAGE_KEY, desc=f"{self.role} {self.path.name}")
+        stream(
+            images,
+            net,
+            into=[pool] + ([gp] if gp is not None else []),
+            outputs_into={
+                "spatial": [gs] if gs is not None else [],
+                "logits": [split] if split is not None else [],
+            },
+            batch_size=batch_size,
+            num_workers=0,
+            progress=progress,
+        )
+        self.pool = pool.array()
         if gp is not None and gs is not None:
             self.stats = {"mu": gp.mean, "sigma": gp.cov, "mu_s": gs.mean, "sigma_s": gs.cov}
-            self.n_stats = n
+            self.n_stats = self.n_images
         if split is not None:
             self.is_values = split.finish()
 
@@ -812,7 +846,7 @@ def adm_suite(
     :class:`~fideval.features.inception.InceptionExtractor` (dims 2048), instead of
     ``weights``/``device``. See the module doc for every definition.
     """
-    from ..features.inception import InceptionExtractor
+    from ..features.registry import extractor as build_extractor
 
     if manifold not in MANIFOLD_PROFILES:
         raise FidevalError(f"manifold must be one of {MANIFOLD_PROFILES}, got {manifold!r}")
@@ -853,7 +887,7 @@ def adm_suite(
 
         check_writable(save_stats)
     if extractor is None:
-        extractor = InceptionExtractor(POOL_DIM, weights=weights, device=device)
+        extractor = build_extractor("inception", dims=POOL_DIM, weights=weights, device=device)
     t0 = time.perf_counter()
     with ADMInception(extractor) as net:
         if ref.has_images:
@@ -925,7 +959,12 @@ def adm_suite(
             smp.stats,
             n=smp.n_stats,
             provenance={
-                k: provenance[k] for k in ("extractor", "weights_sha256", "preprocessing", "sample")
+                **{k: provenance[k] for k in ("extractor", "weights_sha256", "preprocessing")},
+                "dims": POOL_DIM,
+                "profile": ADM_PROFILE,
+                "image_size": 299,
+                "source": provenance["sample"],
+                "n": smp.n_stats,
             },
         )
     return {

@@ -13,7 +13,7 @@ the original code and torch-fidelity. Split s covers rows [s·N//K, (s+1)·N//K)
 in the given order (the original's boundaries); ``shuffle=True`` permutes the
 rows first with ``numpy.random.default_rng(seed)``.
 
-Logits from images (:func:`inception_score_from_images`, ``fideval is IMAGES``)
+Logits from images (``fideval is IMAGES``, ``fideval.evaluate(..., metrics=['is'])``)
 are those of the protocol: z = pool3·Wᵀ, the FID Inception's 2048 pool3
 features times its fc weights **without the fc bias**, as the original code
 (``tf.matmul(pool3, w)``), torch-fidelity (``logits_unbiased``), torchmetrics and
@@ -32,8 +32,7 @@ columns yourself before calling.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -56,8 +55,10 @@ class InceptionScoreResult:
     logits_bias: bool | None = None
     #: For scores of images: extractor, weights, profile, source and logits form.
     provenance: dict[str, Any] | None = field(default=None, repr=False)
+    #: What to know about the input (it looks like probabilities; an unusual width).
+    warnings: tuple[str, ...] = ()
 
-    def as_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"is": self.value, "is_std": self.std, "splits": self.splits}
         if self.logits_bias is not None:
             out["logits_bias"] = self.logits_bias
@@ -98,82 +99,38 @@ def inception_score(
         kl = terms.sum(dim=1)
         values[s] = math.exp(float(kl.mean()))
     return InceptionScoreResult(
-        value=float(values.mean()), std=float(values.std(ddof=0)), splits=splits, values=values
+        value=float(values.mean()),
+        std=float(values.std(ddof=0)),
+        splits=splits,
+        values=values,
+        warnings=_input_warnings(z, name),
     )
 
 
-def _logits_form(bias: bool) -> str:
-    return "pool3·Wᵀ + b (fc with bias)" if bias else "pool3·Wᵀ (fc weights, no bias)"
+#: Output widths of the classifiers the Inception Score is used with: the FID
+#: Inception (1008), torchvision / timm ImageNet heads (1000, 1001 with background),
+#: CIFAR-10 / -100 and MNIST-style classifiers (10, 100).
+CLASSIFIER_WIDTHS = (10, 100, 1000, 1001, 1008)
 
 
-def inception_score_from_images(
-    source: Any,
-    *,
-    splits: int = 10,
-    shuffle: bool = False,
-    seed: int = 0,
-    logits_bias: bool = False,
-    extractor: Any | None = None,
-    weights: str | Path | None = None,
-    device: str | torch.device | None = None,
-    profile: str = "pytorch-fid",
-    batch_size: int = 50,
-    num_workers: int | None = None,
-    skip_bad: bool = False,
-    progress: bool = False,
-) -> InceptionScoreResult:
-    """Inception Score of images through the FID Inception (see module doc).
-
-    ``source``: anything :func:`fideval.data.images.iter_image_batches` reads (a
-    folder, an image array file, a uint8 array or tensor, ...) or an
-    :class:`~fideval.data.images.ImageStream`. Logits z = pool3·Wᵀ (1008 classes,
-    **no fc bias**: the protocol of the original code, torch-fidelity and
-    torchmetrics); ``logits_bias=True`` uses pool3·Wᵀ + b instead. Then
-    :func:`inception_score` with ``splits``, ``shuffle`` and ``seed``.
-    ``extractor``: an :class:`~fideval.features.inception.InceptionExtractor`
-    (default: built from ``weights``, ``device`` and ``profile``). The result
-    records ``logits_bias`` and the provenance (extractor, weights, source).
-    Dimensionless, in [1, 1008].
-    """
-    from ..data.images import ImageStream, iter_image_batches
-    from ..features.inception import InceptionExtractor
-
-    if not isinstance(logits_bias, bool):
-        raise FidevalError(f"logits_bias must be True or False, got {logits_bias!r}")
-    if extractor is None:
-        extractor = InceptionExtractor(2048, weights=weights, device=device, profile=profile)
-    if isinstance(source, ImageStream):
-        if source.profile != extractor.profile:
-            raise FidevalError(
-                f"the image stream uses profile {source.profile!r} but the extractor was made "
-                f"for {extractor.profile!r}"
-            )
-        stream = source
-    else:
-        stream = iter_image_batches(
-            source,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            preprocess=extractor.worker_preprocess,
-            skip_bad=skip_bad,
-            progress=progress,
+def _input_warnings(z: torch.Tensor, name: str) -> tuple[str, ...]:
+    """Warnings for inputs that are probably not logits."""
+    out = []
+    rows = z.sum(dim=1)
+    if bool((z >= 0).all()) and bool(torch.allclose(rows, torch.ones_like(rows), atol=1e-4)):
+        out.append(
+            f"{name}: every row is non-negative and sums to 1: these look like probabilities, "
+            "not logits; the score of softmax(p) is close to 1 whatever the images. Pass the "
+            "logits (or log-probabilities)"
         )
-    parts = []
-    for images in stream:
-        parts.append(extractor.logits(images, bias=logits_bias).to("cpu", torch.float64))
-    if not parts:
-        raise FidevalError(f"{stream.description().get('source', source)!s}: no images")
-    logits = torch.cat(parts)
-    desc = stream.description()
-    res = inception_score(
-        logits, splits=splits, shuffle=shuffle, seed=seed, name=f"{desc.get('source')} logits"
-    )
-    provenance = {
-        **extractor.provenance(),
-        **desc,
-        "n": int(logits.shape[0]),
-        "classes": int(logits.shape[1]),
-        "logits": _logits_form(logits_bias),
-        "logits_bias": logits_bias,
-    }
-    return replace(res, logits_bias=logits_bias, provenance=provenance)
+    if z.shape[1] not in CLASSIFIER_WIDTHS:
+        out.append(
+            f"{name}: {z.shape[1]} columns, a width no common classifier has "
+            f"({', '.join(map(str, CLASSIFIER_WIDTHS))}); are these features rather than logits?"
+        )
+    return tuple(out)
+
+
+def logits_form(bias: bool) -> str:
+    """How the logits of images were formed, for provenance."""
+    return "pool3·Wᵀ + b (fc with bias)" if bias else "pool3·Wᵀ (fc weights, no bias)"

@@ -50,7 +50,7 @@ class KIDResult:
     subset_size_y: int
     values: np.ndarray = field(repr=False)
 
-    def as_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "kid": self.value,
             "kid_std": self.std,

@@ -72,7 +72,7 @@ class PRDCResult:
     n_real: int
     n_fake: int
 
-    def as_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "precision": self.precision,
             "recall": self.recall,

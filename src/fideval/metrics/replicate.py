@@ -47,7 +47,7 @@ class ReplicationSummary:
     confidence: float
     t_quantile: float
 
-    def as_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "values": self.values.tolist(),
             "mean": _plain(self.mean),

@@ -93,7 +93,7 @@ class GroundTruthGenerator:
 
 @dataclass
 class MotionEvalResult:
-    """What :func:`evaluate` measured (see :meth:`as_dict` and :meth:`table`)."""
+    """What :func:`evaluate` measured (see :meth:`to_dict` and :meth:`table`)."""
 
     summary: dict[str, ReplicationSummary]
     ground_truth: dict[str, ReplicationSummary] | None
@@ -108,18 +108,18 @@ class MotionEvalResult:
     def replications(self) -> int:
         return len(self.per_replication)
 
-    def as_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         per_rep = float(np.mean(self.seconds)) if self.seconds else math.nan
         out: dict[str, Any] = {
             "replications": self.replications,
             "stopped": self.stopped,
             "warnings": self.warnings,
             "generated": {k: _mean(s) for k, s in self.summary.items()},
-            "intervals": {k: s.as_dict() for k, s in self.summary.items()},
+            "intervals": {k: s.to_dict() for k, s in self.summary.items()},
         }
         if self.ground_truth is not None:
             out["ground_truth"] = {k: _mean(s) for k, s in self.ground_truth.items()}
-            out["ground_truth_intervals"] = {k: s.as_dict() for k, s in self.ground_truth.items()}
+            out["ground_truth_intervals"] = {k: s.to_dict() for k, s in self.ground_truth.items()}
         out["per_replication"] = self.per_replication
         out["timing"] = {
             "seconds": self.seconds,
@@ -168,7 +168,7 @@ def _fmt(v: float) -> str:
 
 
 def _mean(s: ReplicationSummary) -> Any:
-    return s.as_dict()["mean"]
+    return s.to_dict()["mean"]
 
 
 def _embed_motions(

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -199,13 +200,19 @@ class TinyDiffusion(nn.Module):
         *,
         steps: int | None = None,
         eta: float | None = None,
+        noise: Any = None,
     ) -> torch.Tensor:
         """Draw ``batch_size`` images, ``(B, C, H, W)`` float32 in [0, 1].
 
         ``steps`` (default ``sampling_steps``) network evaluations of the DDIM update
         (module doc); ``eta`` defaults to the constructor's. Noise comes from
         ``generator`` when given (a CPU generator for a CPU model), so seeded sampling
-        is reproducible. Runs in eval mode and restores the previous mode.
+        is reproducible. ``noise`` (a :class:`fideval.train.samplers.SampleNoise`, or
+        anything whose ``randn(*shape, device=…)`` returns (B, *shape)) gives each image
+        its own noise instead: one call draws image j's initial noise and every ancestral
+        step's, ``(k, C, H, W)`` with k = ``steps`` (η > 0) or 1 (η = 0), so image j does
+        not depend on the batch it is drawn in (common random numbers). Runs in eval mode
+        and restores the previous mode.
         """
         steps = self.sampling_steps if steps is None else int(steps)
         eta = self.eta if eta is None else float(eta)
@@ -216,7 +223,17 @@ class TinyDiffusion(nn.Module):
         try:
             dev = self.device
             shape = (batch_size, self.channels, self.image_size, self.image_size)
-            x = torch.randn(shape, generator=generator, device=dev)
+            draws: torch.Tensor | None = None
+            if noise is not None:
+                if len(noise) != batch_size:
+                    raise FidevalError(
+                        f"TinyDiffusion.sample: noise holds {len(noise)} samples' streams, "
+                        f"expected batch_size={batch_size}"
+                    )
+                draws = noise.randn(steps if eta > 0 else 1, *shape[1:], device=dev)
+                x = draws[:, 0]
+            else:
+                x = torch.randn(shape, generator=generator, device=dev)
             times = torch.linspace(1.0, 0.0, steps + 1, device=dev)
             for i in range(steps):
                 t, s = times[i], times[i + 1]
@@ -233,7 +250,12 @@ class TinyDiffusion(nn.Module):
                 d = torch.sqrt(torch.clamp(s_s * s_s - c * c, min=0.0))
                 x = a_s * x0 + d * eps
                 if eta > 0:
-                    x = x + c * torch.randn(shape, generator=generator, device=dev)
+                    z = (
+                        draws[:, i + 1]
+                        if draws is not None
+                        else torch.randn(shape, generator=generator, device=dev)
+                    )
+                    x = x + c * z
             return ((x + 1.0) / 2.0).clamp(0.0, 1.0).float()
         finally:
             self.train(was_training)

@@ -21,6 +21,17 @@ prediction of what the ``target_n``-sample protocol would give (``fid_at_target`
 Before the first evaluation it times one sampler batch and logs the projected cost.
 Sampling is routed through :meth:`FIDEvaluator._draw_features`, the one place a
 distributed mode shards (each rank its share, statistics merged by one all-reduce).
+
+**Paired evaluations** (``paired=True``): sample i of every evaluation is drawn from the
+same noise, :class:`~fideval.train.samplers.SampleNoise` ``(seed, i)`` — common random
+numbers, independent of the step, the batch size and the number of ranks. The features
+of the running evaluation are kept (CPU, float32) until its per-sample influence values
+IF(x_i) are formed (:mod:`fideval.metrics.influence`); only those N floats are kept of
+the previous and of the best evaluation. Each record then carries ``vs_previous`` and
+``vs_best``: the paired difference of plain FID at N, FID(this) − FID(that), with its
+95% interval (:func:`fideval.metrics.compare.compare_influence`). The reference is held
+as statistics, so the intervals are conditional on it (the right question for choosing a
+checkpoint against one reference; each comparison's ``warnings`` says so).
 """
 
 from __future__ import annotations
@@ -35,11 +46,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from .. import distributed as dist_
 from ..errors import FidevalError
 from ..estimate import AdaptiveEstimator, FidEstimate, estimate_fid
+from ..metrics.compare import Comparison, compare_influence
+from ..metrics.influence import FrechetInfluence, GaussianRoots, gaussian_roots
 from ..stats import GroupedStats
 from .hygiene import evaluation_mode, isolated_rng
 from .reference import (
@@ -48,7 +62,7 @@ from .reference import (
     extractor_provenance,
     resolve_reference,
 )
-from .samplers import as_image_sampler, check_images
+from .samplers import SampleNoise, as_image_sampler, as_paired_sampler, check_images
 from .schedule import Clock, EveryNSteps, Plan, Schedule, WallClockBudget
 
 
@@ -71,12 +85,42 @@ class EvalRecord:
     target_n: int
     warnings: list[str] = field(default_factory=list)
     estimate: dict[str, Any] = field(default_factory=dict)
+    paired: bool = False
+    vs_previous: dict[str, Any] | None = None
+    vs_best: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["fid_ci95"] = list(self.fid_ci95)
         out["fid_plain_ci95"] = list(self.fid_plain_ci95)
         return out
+
+
+KEEP_BEST_WHEN = ("lower", "significant")
+REFERENCE_NOTE = (
+    "reference held as statistics: its own sampling noise is not included; the interval "
+    "is conditional on this reference"
+)
+
+
+@dataclass
+class InfluenceSummary:
+    """What a paired comparison needs of one evaluation: its plain FID at N and the
+    per-sample influence values IF(x_i), i = 0 … N − 1, in sample order."""
+
+    step: int
+    fid: float
+    values: np.ndarray
+
+
+def describe_comparison(c: Comparison, step: int) -> str:
+    """The verdict in words: better / worse than step X by D ± h, or not distinguishable."""
+    h = c.half_width
+    if c.ci95[1] < 0:
+        return f"better than step {step} by {-c.difference:.3f} ± {h:.3f}"
+    if c.ci95[0] > 0:
+        return f"worse than step {step} by {c.difference:.3f} ± {h:.3f}"
+    return f"not distinguishable from step {step} ({c.difference:+.3f} ± {h:.3f})"
 
 
 def _format_seconds(s: float) -> str:
@@ -103,14 +147,22 @@ class FIDEvaluator:
             5 000 samples).
         ema: an EMA copy of the model to sample from instead (its ``.sample`` is used).
         batch_size: images per sampler call.
-        seed: evaluation ``i`` at step ``s`` uses seed ``seed + s`` (recorded).
+        seed: evaluation ``i`` at step ``s`` uses seed ``rank_seed(seed, s)`` (recorded);
+            with ``paired=True`` sample i's noise is ``SampleNoise(seed, i)`` at every step.
         groups: K groups of the generated stream (for the bias correction and intervals).
         target_n: the protocol sample count ``fid_at_target`` predicts (default 50 000).
         callbacks: callables receiving each :class:`EvalRecord` (print, TensorBoard, W&B).
         log_path: JSONL file; one object per evaluation is appended.
-        keep_best: called with the record when its ``fid`` is the best so far.
+        keep_best: called with the record when its ``fid`` is the best so far
+            (``keep_best_when="lower"``), or only when the paired comparison with the best
+            so far says it is better: the interval of FID(new) − FID(best) lies below 0
+            (``keep_best_when="significant"``, needs ``paired=True``).
         reference_n, cache_dir, device: passed to the reference computation.
         log: where messages go (default: stderr).
+        paired: common random numbers across evaluations; each record gets ``vs_previous``
+            and ``vs_best`` (paired differences with intervals). The sampler must take
+            per-sample noise (:mod:`fideval.train.samplers`).
+        keep_best_when: ``"lower"`` (default) or ``"significant"``.
     """
 
     def __init__(
@@ -133,8 +185,22 @@ class FIDEvaluator:
         device: torch.device | str | None = None,
         log: Callable[[str], None] | None = None,
         progress: bool = False,
+        paired: bool = False,
+        keep_best_when: str = "lower",
     ) -> None:
+        if keep_best_when not in KEEP_BEST_WHEN:
+            raise FidevalError(
+                f"keep_best_when={keep_best_when!r}: expected one of {', '.join(KEEP_BEST_WHEN)}"
+            )
+        if keep_best_when == "significant" and not paired:
+            raise FidevalError(
+                "keep_best_when='significant' decides from the paired comparison with the best "
+                "checkpoint so far; it needs paired=True"
+            )
         self.model = ema if ema is not None else sampler
+        self.paired = bool(paired)
+        self.keep_best_when = keep_best_when
+        self._draw_paired = as_paired_sampler(self.model) if self.paired else None
         self._draw = as_image_sampler(self.model)
         # Resolved and checked now, not at the first evaluation hours into training.
         self._reference_input = resolve_reference(reference)
@@ -164,6 +230,13 @@ class FIDEvaluator:
         self._probed = False
         self._train_steps = 0
         self.probe_seconds = 0.0
+        # Paired mode: this evaluation's local feature rows (global start, rows); the
+        # influence values of the previous and of the best evaluation.
+        self._kept: list[tuple[int, torch.Tensor]] | None = None
+        self._ref_roots: GaussianRoots | None = None
+        self._grouped: GroupedStats | None = None
+        self.previous_influence: InfluenceSummary | None = None
+        self.best_influence: InfluenceSummary | None = None
 
     # ------------------------------------------------------------------ reference
     @property
@@ -284,35 +357,59 @@ class FIDEvaluator:
         reference = self.reference  # computed outside the timed evaluation
         t0 = time.perf_counter()
         seed = dist_.rank_seed(self.seed, int(step))
-        with (
-            isolated_rng(seed),
-            evaluation_mode(self.model, self.extractor),
-            torch.inference_mode(),
-        ):
-            est = self._run(plan, reference)
+        # Rows are kept for the paired influence values (all of them) and for the adaptive
+        # estimator's per-sample variance (handed over batch by batch, then dropped).
+        self._kept = [] if self.paired or plan.mode == "adaptive" else None
+        try:
+            with (
+                isolated_rng(seed),
+                evaluation_mode(self.model, self.extractor),
+                torch.inference_mode(),
+            ):
+                est = self._run(plan, reference)
+                influence = self._influence(step, est, reference) if self.paired else None
+        finally:
+            self._kept = None
         seconds = time.perf_counter() - t0
         self.eval_seconds += seconds
         n_used = est.n_used or est.n
         self.seconds_per_sample = seconds / max(n_used, 1)
         self._last_eval_step = int(step)
-        record = self._record(step, plan, est, seconds, seed)
+        record = self._record(step, plan, est, seconds, self.seed if self.paired else seed)
+        comparisons = self._compare(record, influence) if influence is not None else {}
         half = 0.5 * (record.fid_ci95[1] - record.fid_ci95[0])
         self.log(
             f"step {record.step}: FID {record.fid:.3f} ±{half:.3f} from {record.n} samples in "
             f"{seconds:.1f} s; evaluation so far {self.eval_seconds:.0f} s vs training "
             f"{self.train_seconds:.0f} s"
         )
-        self._emit(record)
+        steps = {which: other for which, (other, _) in comparisons.items()}
+        for which, (other, comp) in comparisons.items():
+            if which == "best" and steps.get("previous") == other:
+                continue  # the previous evaluation is the best: said once
+            both = which == "previous" and steps.get("best") == other
+            label = "previous and best" if both else which
+            self.log(f"step {record.step}: {describe_comparison(comp, other)} ({label}, paired)")
+        self._emit(record, comparisons.get("best"), influence)
         if len(self.records) == 1:
             self.log(self.projection())  # now with the measured precision
         return record
 
     # ------------------------------------------------------------------ internals
-    def _draw_features(self, count: int, batch_index: int) -> torch.Tensor:
-        images = check_images(self._draw(count), batch_index, count)
+    def _draw_features(self, count: int, batch_index: int, start: int = 0) -> torch.Tensor:
+        """Features of ``count`` samples; in paired mode those of global samples
+        ``start … start + count − 1`` (their noise depends on the index only)."""
+        if self._draw_paired is not None:
+            raw = self._draw_paired(count, SampleNoise(self.seed, start, count))
+        else:
+            raw = self._draw(count)
+        images = check_images(raw, batch_index, count)
         if self.device is not None:
             images = images.to(self.device)
-        return self.extractor(images)
+        feats = self.extractor(images)
+        if self._kept is not None:
+            self._kept.append((start, feats.detach().to("cpu", torch.float32)))
+        return feats
 
     def _draw_groups(self, offset: int, count: int) -> GroupedStats:
         """The next ``count`` samples of the global stream (from global row ``offset``) as K
@@ -327,7 +424,7 @@ class FIDEvaluator:
         with dist_.collective_guard("evaluation sampling"):
             while drawn < stop - start:
                 c = min(self.batch_size, stop - start - drawn)
-                local.update(self._draw_features(c, b))
+                local.update(self._draw_features(c, b, offset + start + drawn))
                 drawn, b = drawn + c, b + 1
         return dist_.all_reduce_grouped(local)
 
@@ -346,12 +443,75 @@ class FIDEvaluator:
             )
             while not est.done:  # draw up to the estimator's next check, then check
                 count = max(1, min(est.next_check, est.max_samples) - est.n)
-                est.add_grouped(self._draw_groups(est.n, count))
+                before = len(self._kept) if self._kept is not None else 0
+                increment = self._draw_groups(est.n, count)
+                est.add_grouped(increment, features=self._variance_rows(before))
+                if not self.paired and self._kept is not None:
+                    self._kept.clear()
+            self._grouped = est.grouped
             return est.estimate()
         grouped = self._draw_groups(0, plan.n)
+        self._grouped = grouped
         est = estimate_fid(grouped, ref, target_n=self.target_n)
         est.n_used, est.stopped_because = grouped.n, f"{plan.mode} sample count reached"
         return est
+
+    def _variance_rows(self, before: int) -> torch.Tensor | None:
+        """The rows of the last increment, for the adaptive estimator's per-sample
+        variance; None with several ranks (each holds other rows, and every rank must
+        reach the same stopping decision: the estimator then uses its group jackknife)."""
+        if self._kept is None or dist_.world_size() > 1 or len(self._kept) <= before:
+            return None
+        return torch.cat([rows for _, rows in self._kept[before:]])
+
+    def _reference_roots(self, reference: ReferenceStats) -> GaussianRoots:
+        if self._ref_roots is None:
+            rec = reference.record
+            self._ref_roots = gaussian_roots(rec.mu, rec.sigma, rec.n, name="reference sigma")
+        return self._ref_roots
+
+    def _influence(
+        self, step: int, est: FidEstimate, reference: ReferenceStats
+    ) -> InfluenceSummary:
+        """Per-sample influence values of this evaluation's plain FID at N, in sample order
+        (each rank computes its rows', then they are gathered)."""
+        total = self._grouped.total()
+        roots = gaussian_roots(total.mean, total.cov, total.n, name="generated sigma")
+        inf = FrechetInfluence(roots, self._reference_roots(reference))
+        kept = self._kept or []
+        starts = [s for s, _ in kept]
+        values = [inf.generated(rows) for _, rows in kept]
+        if dist_.world_size() > 1:
+            import torch.distributed as tdist
+
+            box: list[Any] = [None] * dist_.world_size()
+            tdist.all_gather_object(box, (starts, values))
+            starts = [s for part in box for s in part[0]]
+            values = [v for part in box for v in part[1]]
+        order = np.argsort(starts, kind="stable")
+        flat = np.concatenate([values[i] for i in order]) if values else np.zeros(0)
+        return InfluenceSummary(int(step), float(est.fid), flat[: int(total.n)])
+
+    def _compare(
+        self, record: EvalRecord, influence: InfluenceSummary
+    ) -> dict[str, tuple[int, Comparison]]:
+        """Paired comparisons with the previous and the best evaluation, put in the record."""
+        out: dict[str, tuple[int, Comparison]] = {}
+        for which, other in (("previous", self.previous_influence), ("best", self.best_influence)):
+            if other is None or other.values.size < 2 or influence.values.size < 2:
+                continue
+            comp = compare_influence(
+                influence.values,
+                other.values,
+                influence.fid,
+                other.fid,
+                paired=True,
+                warnings=[REFERENCE_NOTE],
+            )
+            out[which] = (other.step, comp)
+            summary = {"step": other.step, "summary": describe_comparison(comp, other.step)}
+            setattr(record, f"vs_{which}", {**summary, **comp.to_dict()})
+        return out
 
     def _record(
         self, step: int, plan: Plan, est: FidEstimate, seconds: float, seed: int
@@ -377,30 +537,57 @@ class FIDEvaluator:
             target_n=est.target_n,
             warnings=list(est.warnings),
             estimate=est.to_dict(),
+            paired=self.paired,
         )
 
-    def _emit(self, record: EvalRecord) -> None:
+    def _is_best(self, record: EvalRecord, vs_best: tuple[int, Comparison] | None) -> bool:
+        if not math.isfinite(record.fid):
+            return False
+        if self.best is None or (self.paired and self.best_influence is None):
+            return True
+        if self.keep_best_when == "significant":
+            # Only an improvement whose interval excludes 0; no comparison, no change.
+            return vs_best is not None and vs_best[1].ci95[1] < 0
+        return record.fid < self.best.fid
+
+    def _emit(
+        self,
+        record: EvalRecord,
+        vs_best: tuple[int, Comparison] | None = None,
+        influence: InfluenceSummary | None = None,
+    ) -> None:
         self.records.append(record)
+        best = self._is_best(record, vs_best)
+        if influence is not None:  # every rank keeps the same summaries
+            self.previous_influence = influence
+            if best:
+                self.best_influence = influence
+        if best:
+            self.best = record
         if not dist_.is_main_process():
             return  # every rank returns the record; only rank 0 writes and calls back
         if self.log_path is not None:
             append_jsonl(self.log_path, record.to_dict())
         for cb in self.callbacks:
             cb(record)
-        if math.isfinite(record.fid) and (self.best is None or record.fid < self.best.fid):
-            self.best = record
-            if self.keep_best is not None:
-                self.keep_best(record)
+        if best and self.keep_best is not None:
+            self.keep_best(record)
 
     def state_dict(self) -> dict[str, Any]:
         """Timing and records, to resume budget accounting with a training checkpoint."""
-        return {
+        state: dict[str, Any] = {
             "train_seconds": self.train_seconds,
             "eval_seconds": self.eval_seconds,
             "seconds_per_sample": self.seconds_per_sample,
             "last_eval_step": self._last_eval_step,
             "records": [r.to_dict() for r in self.records],
+            "best_step": None if self.best is None else self.best.step,
         }
+        for key in ("previous_influence", "best_influence"):
+            inf = getattr(self, key)
+            if inf is not None:  # N floats: the next paired comparison survives a resume
+                state[key] = {"step": inf.step, "fid": inf.fid, "values": inf.values.copy()}
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Inverse of :meth:`state_dict`: resume budget accounting and records."""
@@ -423,7 +610,23 @@ class FIDEvaluator:
         self._probed = self.seconds_per_sample is not None
         self._last_eval_step = state["last_eval_step"]
         self.records = [EvalRecord(**r) for r in state["records"]]
-        self.best = min(self.records, key=lambda r: r.fid, default=None)
+        best_step = state.get("best_step")
+        by_step = [r for r in self.records if r.step == best_step]
+        if by_step:
+            self.best = by_step[-1]
+        else:
+            self.best = min(self.records, key=lambda r: r.fid, default=None)
+        for key in ("previous_influence", "best_influence"):
+            saved = state.get(key)
+            setattr(
+                self,
+                key,
+                None
+                if saved is None
+                else InfluenceSummary(
+                    int(saved["step"]), float(saved["fid"]), np.asarray(saved["values"])
+                ),
+            )
 
     def provenance(self) -> dict[str, Any]:
         return extractor_provenance(self.extractor)

@@ -1,18 +1,29 @@
 """Reference statistics for training-time FID: computed once, cached, never silently stale.
 
-The cache file's name is a hash of everything that changes the numbers, and the same
-key is stored inside the file and compared in full on load:
+The reference is any source :func:`fideval.fid` accepts — a statistics file of any
+layout (EDM2 pickles with ``#key`` too), an image folder, an image array file
+(guided-diffusion's two-key sample files too), a 2-D feature file, an image tensor or
+array, a dataset — resolved by :func:`fideval.streaming.resolve_source` and streamed by
+:func:`fideval.streaming.stream`, the one path. Only the cache and the resumable
+checkpoints are this module's own.
 
-    dataset fingerprint · image size · preprocessing profile · extractor id ·
-    weights SHA-256 · dims · N · augmentation ("none") · order ("sequential")
+The cache key holds everything that changes the numbers, and is stored in the cache
+file and compared in full on load:
 
-The reference is read in a fixed order straight from the dataset (never from the
-training iterator, so no augmentation and no advanced iterator). Computing it is
-resumable: every ``checkpoint_every`` batches the partial statistics and the count of
-images consumed are written atomically to ``<key>.partial.npz``; a resumed run skips
-exactly those images, so nothing is lost or counted twice. A checkpoint is used only
-when its sample count equals the images it says were consumed, and one left behind by
-a kill after the final file was cached is removed on the next cache hit (tested with
+    source fingerprint (every file's name, size and modification time; or every file's
+    content with ``content_hash=True``; all bytes of a tensor) · image size ·
+    preprocessing profile · extractor id · weights SHA-256 · dims · N ·
+    augmentation ("none") · order ("sequential")
+
+The file's name hashes the key without the fingerprint, so a changed source finds its
+old entry, says what changed, and recomputes. The reference is read in a fixed order
+straight from the source (never from the training iterator: no augmentation, no
+advanced iterator). Computing it is resumable: every ``checkpoint_every`` batches the
+partial state (count, mean, centred second moment — no covariance, so a checkpoint of
+one image is valid) and the images consumed are written atomically to
+``<name>.partial.npz``; a resumed run skips exactly those images. A checkpoint is used
+only when its count equals the images it says were consumed, and one left behind by a
+kill after the final file was cached is removed on the next cache hit (tested with
 ``kill -9`` at random moments in tests/test_kill.py).
 """
 
@@ -22,7 +33,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +41,15 @@ import numpy as np
 import torch
 
 from .. import distributed as dist_
-from ..data.images import image_array_key, is_image_array_file, list_image_files, load_image_file
+from .._text import shown
 from ..errors import FidevalError
 from ..frechet import FrechetReference
+from ..io.atomic import atomic_write, check_writable
 from ..io.provenance import make_provenance
 from ..io.statsfile import StatsRecord, load_stats, save_stats
 from ..io.weights import cache_home
 from ..stats import GaussianStats
+from ..streaming import Source, resolve_source, stream
 from .hygiene import evaluation_mode
 
 Extractor = Callable[[torch.Tensor], torch.Tensor]
@@ -49,146 +62,19 @@ def default_cache_dir() -> Path:
     return cache_home() / "fideval" / "reference"
 
 
-# --------------------------------------------------------------------------- datasets
+def resolve_reference(reference: Any) -> Source:
+    """A reference resolved at once (as :func:`fideval.fid` resolves a side): statistics
+    are loaded and validated, samples are checked to hold at least 2 rows."""
+    src = resolve_source(reference, name=_label(reference))
+    if src.kind != "stats" and src.n is not None and src.n < 2:
+        raise FidevalError(f"reference: need at least 2 images, got {src.n}")
+    return src
 
 
-class TensorImages:
-    """An in-memory image tensor (N, C, H, W), float in [0, 1] or uint8 (→ /255)."""
-
-    def __init__(self, images: torch.Tensor) -> None:
-        if images.ndim != 4:
-            raise FidevalError(
-                f"reference images: expected (N, C, H, W), got shape {tuple(images.shape)}"
-            )
-        self.images = images
-
-    def __len__(self) -> int:
-        return int(self.images.shape[0])
-
-    def batch(self, start: int, stop: int) -> torch.Tensor:
-        x = self.images[start:stop]
-        return x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
-
-    def fingerprint(self) -> str:
-        data = self.images.detach().cpu().contiguous()
-        h = hashlib.sha256(data.numpy().tobytes())
-        return f"tensor:{tuple(data.shape)}:{data.dtype}:{h.hexdigest()[:16]}"
-
-    @property
-    def image_size(self) -> list[int]:
-        return [int(s) for s in self.images.shape[2:]]
-
-
-class DatasetImages:
-    """An indexable dataset (``ds[i]`` an image tensor, or a tuple whose first item is)."""
-
-    def __init__(self, dataset: Any, fingerprint_items: int = 64) -> None:
-        self.dataset = dataset
-        self.fingerprint_items = fingerprint_items
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def _item(self, i: int) -> torch.Tensor:
-        item = self.dataset[i]
-        if isinstance(item, tuple | list):
-            item = item[0]
-        if not isinstance(item, torch.Tensor):
-            item = torch.as_tensor(np.asarray(item))
-        return item.float() / 255.0 if item.dtype == torch.uint8 else item.float()
-
-    def batch(self, start: int, stop: int) -> torch.Tensor:
-        return torch.stack([self._item(i) for i in range(start, stop)])
-
-    def fingerprint(self) -> str:
-        """Class, length and a hash of evenly spaced items (the whole set when small)."""
-        n = len(self)
-        count = min(n, self.fingerprint_items)
-        idx = np.unique(np.linspace(0, n - 1, count).round().astype(int)) if n else []
-        h = hashlib.sha256()
-        for i in idx:
-            h.update(self._item(int(i)).numpy().tobytes())
-        return f"dataset:{type(self.dataset).__name__}:{n}:{h.hexdigest()[:16]}"
-
-    @property
-    def image_size(self) -> list[int]:
-        return [int(s) for s in self._item(0).shape[1:]] if len(self) else []
-
-
-class _ImageFolder:
-    """The images of a folder (recursive, sorted) as a dataset of uint8 (C, H, W) tensors."""
-
-    def __init__(self, folder: str | os.PathLike[str]) -> None:
-        self.folder = Path(folder)
-        self.files = list_image_files(self.folder)
-        if not self.files:
-            raise FidevalError(f"reference folder {self.folder} holds no images")
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        return torch.from_numpy(np.array(load_image_file(self.files[i]))).permute(2, 0, 1)
-
-
-def _load_image_array(path: Path) -> np.ndarray:
-    """The images of an array file as (N, H, W, C); (N, H, W) integer arrays are grayscale."""
-    key = image_array_key(path)
-    if key == "":
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    else:
-        with np.load(path, allow_pickle=False) as z:
-            arr = z[key]
-    return np.asarray(arr)[..., None] if arr.ndim == 3 else np.asarray(arr)
-
-
-def as_image_source(reference: Any) -> TensorImages | DatasetImages:
-    """Images of a reference: a tensor/array, a folder or image-array file, or a dataset."""
-    if isinstance(reference, TensorImages | DatasetImages):
-        return reference
+def _label(reference: Any) -> str:
     if isinstance(reference, str | os.PathLike):
-        path = Path(reference)
-        if path.is_dir():
-            return DatasetImages(_ImageFolder(path))
-        if not path.exists():
-            raise FidevalError(f"reference {path}: no such file or folder")
-        if path.suffix in (".npy", ".npz") and is_image_array_file(path):
-            return as_image_source(_load_image_array(path))
-        raise FidevalError(
-            f"reference {path}: expected a statistics .npz, an image folder or an image array "
-            f"file (.npy/.npz, N×H×W×C uint8)"
-        )
-    if isinstance(reference, torch.Tensor):
-        return TensorImages(reference)
-    if isinstance(reference, np.ndarray):
-        arr = torch.from_numpy(np.ascontiguousarray(reference))
-        if arr.ndim == 4 and arr.shape[-1] in (1, 3, 4) and arr.shape[1] not in (1, 3, 4):
-            arr = arr.permute(0, 3, 1, 2)  # NHWC → NCHW
-        return TensorImages(arr)
-    if hasattr(reference, "__len__") and hasattr(reference, "__getitem__"):
-        return DatasetImages(reference)
-    raise FidevalError(
-        f"reference: expected a statistics file, a tensor/array of images or an indexable "
-        f"dataset, got {type(reference).__name__}"
-    )
-
-
-def resolve_reference(reference: Any) -> StatsRecord | TensorImages | DatasetImages:
-    """A reference checked at once: a statistics file is loaded (and validated), images
-    are resolved into a source with at least 2 images."""
-    if isinstance(reference, StatsRecord):
-        return reference
-    if isinstance(reference, str | os.PathLike) and str(reference).endswith(".npz"):
-        try:
-            images = is_image_array_file(reference)
-        except FidevalError:  # unreadable: load_stats names the problem
-            images = False
-        if not images:
-            return load_stats(reference)
-    source = as_image_source(reference)
-    if len(source) < 2:
-        raise FidevalError(f"reference: need at least 2 images, got {len(source)}")
-    return source
+        return os.fspath(reference)
+    return f"reference {type(reference).__name__}"
 
 
 # --------------------------------------------------------------------------- cache
@@ -204,11 +90,20 @@ class ReferenceStats:
     from_cache: bool = False
 
 
-def cache_key(source: TensorImages | DatasetImages, extractor: Any, n: int) -> dict[str, Any]:
+def extractor_provenance(extractor: Any) -> dict[str, Any]:
+    if hasattr(extractor, "provenance"):
+        return dict(extractor.provenance())
+    return {"extractor": type(extractor).__name__}
+
+
+def cache_key(source: Source, extractor: Any, n: int, *, content: bool = False) -> dict[str, Any]:
+    """The key of a reference: every file (or byte) of the source, and the pipeline."""
     prov = extractor_provenance(extractor)
+    desc = source.value.description() if source.kind == "images" else {}
     return {
-        "dataset": source.fingerprint(),
-        "image_size": source.image_size,
+        "dataset": source.fingerprint(content),
+        "source": os.path.abspath(source.path) if source.path else source.form,
+        "image_size": prov.get("image_size", _image_size(desc)),
         "profile": prov.get("profile"),
         "extractor": prov.get("extractor"),
         "weights_sha256": prov.get("weights_sha256"),
@@ -219,36 +114,69 @@ def cache_key(source: TensorImages | DatasetImages, extractor: Any, n: int) -> d
     }
 
 
-def extractor_provenance(extractor: Any) -> dict[str, Any]:
-    if hasattr(extractor, "provenance"):
-        return dict(extractor.provenance())
-    return {"extractor": type(extractor).__name__}
+def _image_size(desc: dict[str, Any]) -> list[int] | None:
+    """(H, W) of an in-memory or array-file image source: tensors are (N, C, H, W),
+    numpy arrays (N, H, W[, C]); None for a folder (its images may differ)."""
+    shape = desc.get("source_shape")
+    if not shape or len(shape) < 3:
+        return None
+    if desc.get("source_kind") == "tensor":
+        return [int(s) for s in shape[-2:]]
+    return [int(s) for s in shape[1:3]]
 
 
 def key_hash(key: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    """The cache file's name: the key without the source fingerprint, so that a changed
+    source finds (and replaces) its old entry."""
+    stable = {k: v for k, v in key.items() if k != "dataset"}
+    return hashlib.sha256(json.dumps(stable, sort_keys=True).encode()).hexdigest()[:20]
 
 
 def _save_partial(path: Path, stats: GaussianStats, consumed: int, key: dict[str, Any]) -> None:
-    """A checkpoint is a statistics file (:mod:`fideval.io.statsfile`, atomic) whose
-    provenance holds the cache key and the images consumed (also the ``consumed`` key)."""
+    """A checkpoint: the mergeable state (n, mean, centred second moment; no covariance,
+    so one image is enough), the images consumed and the key, written atomically."""
     if stats.n == 0:
         return  # nothing to keep yet
-    meta = {"cache_key": key, "consumed": int(consumed), "partial": True}
-    save_stats(path, stats, meta, extra={"consumed": np.array(int(consumed))})
+    state = stats.state_dict()
+    arrays = {f"state_{k}": np.asarray(v) for k, v in state.items() if v is not None}
+    arrays["consumed"] = np.array(int(consumed))
+    arrays["meta"] = np.array(json.dumps({"cache_key": key, "partial": True}))
+    with atomic_write(path) as fh:
+        np.savez(fh, **arrays)
 
 
 def _load_partial(path: Path, key: dict[str, Any]) -> tuple[GaussianStats, int] | None:
-    """The checkpoint's statistics and count, or None when absent, foreign or damaged."""
+    """The checkpoint's state and count, or None when absent, foreign or damaged."""
     if not path.exists():
         return None
     try:
-        rec = load_stats(path)
-    except FidevalError:  # a damaged checkpoint is ignored: recompute from scratch
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            state = {k[len("state_") :]: z[k] for k in z.files if k.startswith("state_")}
+            consumed = int(z["consumed"])
+        if meta.get("cache_key") != key or not meta.get("partial"):
+            return None
+        stats = GaussianStats.from_state_dict(
+            {k: (v.item() if v.ndim == 0 else v) for k, v in state.items()}
+        )
+    except (OSError, ValueError, KeyError, EOFError, FidevalError, TypeError):
+        return None  # a damaged checkpoint is ignored: recompute from scratch
+    return stats, consumed
+
+
+def _cache_folder(cache_dir: Any) -> Path | None:
+    """The cache folder, checked writable before any work (None: caching off)."""
+    if cache_dir == "":
         return None
-    if rec.meta.get("cache_key") != key or not rec.meta.get("partial") or rec.n is None:
-        return None
-    return rec.to_stats(), int(rec.meta["consumed"])
+    folder = Path(cache_dir or default_cache_dir())
+    try:
+        check_writable(folder / "probe.npz")
+    except FidevalError as exc:
+        raise FidevalError(
+            f"reference cache: {exc}; choose a writable cache_dir= (or cache_dir='' to "
+            "compute without caching)"
+        ) from None
+    return folder
 
 
 def compute_reference_stats(
@@ -261,39 +189,43 @@ def compute_reference_stats(
     checkpoint_every: int = 20,
     device: torch.device | str | None = None,
     log: Callable[[str], None] | None = None,
+    content_hash: bool = False,
+    num_workers: int | None = 0,
+    progress: bool = False,
 ) -> ReferenceStats:
-    """Reference statistics from a stats file, images or a dataset — cached and resumable.
+    """Reference statistics from any source — cached and resumable.
 
     Args:
-        reference: a statistics file path (used as is), a :class:`StatsRecord`, an image
-            tensor / array (N, C, H, W) in [0, 1] or uint8, or an indexable dataset.
-        extractor: images in [0, 1] → features (B, d); its ``provenance()`` goes into
-            the cache key.
+        reference: anything :func:`fideval.fid` accepts (statistics are used as they are).
+        extractor: the extractor (or any module / callable mapping [0, 1] images to
+            features), wrapped by :func:`fideval.extractor`; its provenance is in the key.
         n: number of reference images (default: all, in order).
         cache_dir: where cached statistics live (default :func:`default_cache_dir`);
-            ``False``-y ``""`` disables caching.
+            ``""`` disables caching. It is checked writable before any work.
         checkpoint_every: batches between atomic checkpoints of the partial statistics.
+        content_hash: key the cache by every file's content (SHA-256), not by its name,
+            size and modification time.
     """
+    from ..features.registry import extractor as build_extractor
+
     log = log or (lambda _msg: None)
-    if isinstance(reference, StatsRecord):
-        return ReferenceStats(
-            reference, FrechetReference(reference.mu, reference.sigma, reference.n)
-        )
-    reference = resolve_reference(reference)
-    if isinstance(reference, StatsRecord):
-        return ReferenceStats(
-            reference, FrechetReference(reference.mu, reference.sigma, reference.n)
-        )
-    source = reference
-    total = len(source) if n is None else int(n)
-    if total > len(source):
-        raise FidevalError(
-            f"reference: asked for n={total} images but the dataset has {len(source)}"
-        )
-    if total < 2:
+    source = reference if isinstance(reference, Source) else resolve_reference(reference)
+    if source.kind == "stats":
+        rec = source.value
+        return ReferenceStats(rec, FrechetReference(rec.mu, rec.sigma, rec.n))
+    extractor = extractor if source.kind == "features" else build_extractor(extractor)
+    available = source.n
+    total = available if n is None else int(n)
+    if available is not None and total > available:
+        raise FidevalError(f"reference: asked for n={total} images but the source has {available}")
+    if total is None or total < 2:
         raise FidevalError(f"reference: need at least 2 images, got {total}")
-    key = cache_key(source, extractor, total)
-    folder = None if cache_dir == "" else Path(cache_dir or default_cache_dir())
+    if source.kind == "images":
+        source.value.n_total = total  # the first n, in order
+    elif total != available:
+        source = replace(source, value=source.value[:total], n=total)
+    key = cache_key(source, extractor, total, content=content_hash)
+    folder = _cache_folder(cache_dir) if key["dataset"] is not None else None
     final = partial = None
     if folder is not None:
         final = folder / f"ref-{key_hash(key)}.npz"
@@ -308,7 +240,6 @@ def compute_reference_stats(
             return ReferenceStats(
                 cached, FrechetReference(cached.mu, cached.sigma, cached.n), final, True
             )
-    # This rank's contiguous share of the reference (all of it without a process group).
     start, stop = dist_.shard_range(total)
     stats, consumed = GaussianStats(), start
     if partial is not None:
@@ -323,38 +254,53 @@ def compute_reference_stats(
             stats, consumed = resumed
             log(
                 f"resuming reference statistics at {consumed - start}/{stop - start} images "
-                f"from {partial}"
+                f"from {shown(partial)}"
             )
-    batches_since = 0
-    with (
-        dist_.collective_guard("reference statistics"),
-        evaluation_mode(extractor),
-        torch.inference_mode(),
-    ):
-        while consumed < stop:
-            end = min(consumed + batch_size, stop)
-            images = source.batch(consumed, end)
-            if device is not None:
-                images = images.to(device)
-            stats.update(extractor(images))
-            consumed = end
-            batches_since += 1
-            if partial is not None and batches_since >= checkpoint_every and consumed < stop:
-                _save_partial(partial, stats, consumed, key)
-                batches_since = 0
+    done_before = consumed - start
+    batches_since = [0]
+
+    def checkpoint(rows: int) -> None:
+        batches_since[0] += 1
+        now = start + done_before + rows
+        if partial is not None and batches_since[0] >= checkpoint_every and now < stop:
+            _save_partial(partial, stats, now, key)
+            batches_since[0] = 0
+
+    if consumed < stop:
+        with evaluation_mode(extractor), torch.inference_mode():
+            meta = stream(
+                source,
+                extractor,
+                into=[stats],
+                batch_size=batch_size,
+                num_workers=num_workers,
+                progress=progress,
+                skip=done_before,
+                after_batch=checkpoint,
+                chunk_rows=batch_size,
+            )
+    else:
+        meta = {}
     stats = dist_.all_reduce_stats(stats)
-    meta = make_provenance(
-        **extractor_provenance(extractor),
-        cache_key=key,
-        source=key["dataset"],
-        n=stats.n,
-        augmentation="none",
-    )
+    fields = {k: v for k, v in meta.items() if k not in ("n", "created_at")}
+    fields.update(extractor_provenance(extractor))
+    fields.update(cache_key=key, n=stats.n, augmentation="none")
+    meta = make_provenance(**fields)
     rec = StatsRecord(stats.mean, stats.cov, stats.n, meta)
     if final is not None:
         if dist_.is_main_process():
-            save_stats(final, rec)
-            log(f"reference statistics (N={stats.n}) cached to {final}")
+            try:
+                save_stats(final, rec)
+                log(f"reference statistics (N={stats.n}) cached to {shown(final)}")
+            except (OSError, FidevalError) as exc:
+                import warnings
+
+                warnings.warn(
+                    f"reference statistics computed but not cached: {shown(final)}: "
+                    f"{getattr(exc, 'strerror', None) or exc}",
+                    UserWarning,
+                    stacklevel=2,
+                )
         if partial is not None:
             partial.unlink(missing_ok=True)
     return ReferenceStats(rec, FrechetReference(rec.mu, rec.sigma, rec.n), final, False)
@@ -364,7 +310,7 @@ def _remove_stale(partial: Path | None, log: Callable[[str], None]) -> None:
     """Remove a leftover checkpoint once the complete statistics are cached."""
     if partial is not None and partial.exists():
         partial.unlink(missing_ok=True)
-        log(f"removed the stale checkpoint {partial} (the statistics are cached)")
+        log(f"removed the stale checkpoint {shown(partial)} (the statistics are cached)")
 
 
 def _load_cached(
@@ -372,11 +318,22 @@ def _load_cached(
 ) -> StatsRecord | None:
     if not final.exists():
         return None
-    rec = load_stats(final)
-    if rec.meta.get("cache_key") != key:
-        log(f"cache file {final} has a different key; recomputing")
+    try:
+        rec = load_stats(final)
+    except FidevalError as exc:
+        log(f"reference cache {shown(final)} is unreadable ({exc}); recomputing")
         return None
-    log(f"reference statistics loaded from cache {final} (N={rec.n})")
+    old = rec.meta.get("cache_key") or {}
+    if old != key:
+        changed = sorted(k for k in set(old) | set(key) if old.get(k) != key.get(k))
+        why = (
+            "the source changed since it was cached (a file was added, removed or modified)"
+            if changed == ["dataset"]
+            else f"its key differs in {', '.join(changed)}"
+        )
+        log(f"reference cache {shown(final)}: {why}; recomputing")
+        return None
+    log(f"reference statistics loaded from cache {shown(final)} (N={rec.n})")
     return rec
 
 

@@ -22,11 +22,25 @@ With several processes (``accelerate launch``), the Trainer evaluates on its mai
 only; the scorer then runs locally on that process (:func:`fideval.distributed.local_only`)
 so no collective waits for ranks that are not evaluating, and both the generated and the
 reference statistics still cover exactly the requested N.
+
+**Paired evaluations** (``attach(..., paired=True)``, common random numbers):
+``GaussianDiffusion.sample`` draws its noise with ``torch.randn(shape)`` (the initial
+image) and ``torch.randn_like(img)`` (each DDPM / DDIM step) through its module's
+``torch`` name. :func:`sample_with_noise` rebinds that name, in the package's modules
+that define the diffusion's class and its bases, to a proxy that forwards everything to
+``torch`` except those two calls, which return rows of a
+:class:`~fideval.train.samplers.SampleNoise` — image j's noise comes from its own stream.
+The binding is restored on exit (one sampling at a time, under a lock; another thread
+running the same module's code meanwhile would see the proxy).
 """
 
 from __future__ import annotations
 
 import os
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +49,77 @@ import torch
 from ... import distributed as dist_
 from ...errors import FidevalError
 from ..evaluator import EvalRecord, FIDEvaluator
+from ..samplers import SampleNoise
 from ..schedule import EveryNSteps, Plan
+
+_PACKAGE = "denoising_diffusion_pytorch"
+_PATCH_LOCK = threading.Lock()
+
+
+def is_gaussian_diffusion(obj: Any) -> bool:
+    """True for denoising-diffusion-pytorch's ``GaussianDiffusion`` (or a subclass) that
+    samples through its ``p_sample_loop`` / ``ddim_sample`` loops. Imports nothing."""
+    mro = type(obj).__mro__
+    return any(
+        c.__module__.split(".")[0] == _PACKAGE and c.__name__ == "GaussianDiffusion" for c in mro
+    ) and all(hasattr(obj, a) for a in ("sample", "p_sample_loop", "ddim_sample"))
+
+
+class _NoiseTorch:
+    """``torch`` with ``randn`` / ``randn_like`` answered from a :class:`SampleNoise`."""
+
+    def __init__(self, noise: SampleNoise) -> None:
+        self._noise = noise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(torch, name)
+
+    def _draw(self, shape: tuple[int, ...], device: Any, dtype: Any) -> torch.Tensor:
+        if not shape or shape[0] != len(self._noise):
+            raise FidevalError(
+                f"paired sampling: the diffusion drew noise of shape {shape}, whose first "
+                f"dimension is not the batch ({len(self._noise)}); it cannot be assigned to "
+                f"samples"
+            )
+        return self._noise.randn(*shape[1:], device=device, dtype=dtype)
+
+    def randn(self, *size: Any, device: Any = None, dtype: Any = None, **_: Any) -> torch.Tensor:
+        if len(size) == 1 and isinstance(size[0], tuple | list | torch.Size):
+            size = tuple(size[0])
+        return self._draw(tuple(int(s) for s in size), device, dtype)
+
+    def randn_like(self, x: torch.Tensor, *, device: Any = None, dtype: Any = None, **_: Any):
+        return self._draw(tuple(x.shape), device or x.device, dtype or x.dtype)
+
+
+@contextmanager
+def _routed_noise(diffusion: Any, noise: SampleNoise) -> Iterator[None]:
+    modules = {
+        sys.modules[c.__module__]
+        for c in type(diffusion).__mro__
+        if c.__module__.split(".")[0] == _PACKAGE and c.__module__ in sys.modules
+    }
+    modules = {m for m in modules if getattr(m, "torch", None) is torch}
+    proxy = _NoiseTorch(noise)
+    with _PATCH_LOCK:
+        for m in modules:
+            m.torch = proxy  # type: ignore[attr-defined]
+        try:
+            yield
+        finally:
+            for m in modules:
+                m.torch = torch  # type: ignore[attr-defined]
+
+
+def sample_with_noise(diffusion: Any, batch_size: int, noise: SampleNoise) -> torch.Tensor:
+    """``diffusion.sample(batch_size=…)`` with every noise draw taken from ``noise``
+    (module docstring): image j depends on its own stream only."""
+    if len(noise) != batch_size:
+        raise FidevalError(
+            f"paired sampling: noise holds {len(noise)} streams, expected {batch_size}"
+        )
+    with _routed_noise(diffusion, noise):
+        return diffusion.sample(batch_size=batch_size)
 
 
 class UnaugmentedImages:
