@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+import fideval
 import torch
 
 from fideval._arrays import as_float64, check_finite
@@ -29,7 +31,7 @@ from fideval._text import shown
 from fideval.data.features import iter_feature_chunks, open_array, open_features
 from fideval.errors import FidevalError
 from fideval.io import weights as W
-from fideval.io.adm_npz import open_npz_array, read_npz_member
+from fideval.data.arrayfile import ArrayFile
 from fideval.io.edm2_pickle import read_edm2_reference, safe_load_pickle
 from fideval.io.npyheader import DEFLATE_MAX_RATIO, human_bytes, zip_member_size
 from fideval.io.statsfile import load_stats, save_stats
@@ -268,10 +270,9 @@ def test_every_npz_loader_checks_the_claim(tmp_path, method):
     with pytest.raises(FidevalError, match=claim):
         open_array(path)
     with pytest.raises(FidevalError, match=claim):
-        read_npz_member(path, "arr_0")
+        ArrayFile(path)
     with pytest.raises(FidevalError, match=claim):
-        with open_npz_array(path):
-            pass
+        fideval.streaming.resolve_source(path)
 
 
 def test_npy_file_claiming_more_than_the_file(tmp_path):
@@ -390,9 +391,12 @@ def test_zero_width_features_are_refused(tmp_path):
     with pytest.raises(FidevalError) as err:
         open_features(tmp_path / "empty.npy")
     assert str(err.value) == (
-        f"{tmp_path / 'empty.npy'}: features have zero width (shape (10, 0)); "
-        "expected (N, d) with d ≥ 1"
+        f"{tmp_path / 'empty.npy'}: zero width (shape (10, 0)): no feature dimensions; "
+        "expected d ≥ 1"
     )
+    for source in (tmp_path / "empty.npy", np.zeros((10, 0))):  # the path and the API
+        with pytest.raises(FidevalError, match=r"zero width \(shape \(10, 0\)\)"):
+            fideval.fid(source, np.zeros((10, 3)))
     with pytest.raises(FidevalError, match=r"^feats: zero width \(shape \(10, 0\)\)"):
         as_float64(np.zeros((10, 0)), "feats")
     with pytest.raises(FidevalError, match=r"^mu1: zero width"):
@@ -419,7 +423,7 @@ def test_zero_dimension_moments_are_refused(tmp_path):
 def test_half_a_statistics_file_names_the_missing_key(tmp_path, keys, message):
     path = tmp_path / "stats.npz"
     np.savez(path, **keys)
-    for load in (load_stats, open_array):
+    for load in (load_stats, fideval.streaming.resolve_source):
         with pytest.raises(FidevalError) as err:
             load(path)
         assert str(err.value).startswith(f"{path}: {message}")
@@ -459,7 +463,7 @@ def _garbage(path: Path) -> Path:
         (".npz", load_stats),
         (".npz", open_array),
         (".npy", open_features),
-        (".npz", lambda p: read_npz_member(p, "mu")),
+        (".npz", lambda p: ArrayFile(p).array("mu")),
         (".pkl", read_edm2_reference),
         (".pth", W.load_state_dict),
         (".pt", W.read_torchscript_tensors),

@@ -171,7 +171,7 @@ def test_is_from_images_uses_logits_without_bias(random_inception):
     """
     import torch
 
-    from fideval.metrics.inception_score import inception_score_from_images
+    import fideval
 
     r = random_inception
     ex = _extractor(r["weights"])
@@ -194,18 +194,25 @@ def test_is_from_images_uses_logits_without_bias(random_inception):
         ref = naive_is_from_logits(z64, splits)
         eps = float(np.abs(z32_ - z64).max())
         tol = np.expm1(8 * eps * LOG_C) + 1e-12
-        kwargs = {"logits_bias": True} if bias else {}
-        res = inception_score_from_images(
-            r["images"], extractor=ex, splits=splits, batch_size=N_IMAGES, num_workers=0, **kwargs
+        net = fideval.extractor("inception", weights=r["weights"], device="cpu", logits_bias=bias)
+        side = fideval.streaming.collect(
+            r["images"], net, logits=True, batch_size=N_IMAGES, num_workers=0
         )
+        res = inception_score(side.logits, splits=splits)
         np.testing.assert_allclose(res.values, ref, rtol=tol, atol=0)
         assert res.value == pytest.approx(ref.mean(), rel=tol)
-        assert res.logits_bias is bias
-        assert res.to_dict()["logits_bias"] is bias
-        assert res.provenance["logits_bias"] is bias
-        assert res.provenance["n"] == N_IMAGES and res.provenance["classes"] == 1008
-        assert res.provenance["extractor"] == "inception-v3-fid"
-        assert ("+ b" in res.provenance["logits"]) is bias
+        assert side.logits.shape == (N_IMAGES, 1008)
+        assert side.meta["extractor"] == "inception-v3-fid"
+        one_pass = fideval.evaluate(
+            r["images"],
+            None,
+            ["is"],
+            extractor=net,
+            batch_size=N_IMAGES,
+            num_workers=0,
+            is_options={"splits": splits},
+        )
+        assert one_pass["is"] == res.value and one_pass["is_std"] == res.std
     # The bias moves the score far beyond the float32 tolerance.
     gap = abs(
         naive_is_from_logits(z_ref, splits).mean() / naive_is_from_logits(zb_ref, splits).mean() - 1
@@ -217,7 +224,7 @@ def test_is_from_images_uses_logits_without_bias(random_inception):
 
 @pytest.mark.slow
 def test_is_from_images_rejects_a_non_boolean_bias(random_inception):
-    from fideval.metrics.inception_score import inception_score_from_images
+    import fideval
 
-    with pytest.raises(FidevalError, match="logits_bias must be True or False, got 'yes'"):
-        inception_score_from_images(random_inception["images"], logits_bias="yes")
+    with pytest.raises(FidevalError, match="logits_bias='yes' is not one of False, True"):
+        fideval.extractor("inception", weights=random_inception["weights"], logits_bias="yes")

@@ -112,9 +112,7 @@ def test_guided_diffusion_two_key_sample_file_everywhere(tmp_path, capsys):
         )
         assert code == 0, err
     assert json.loads(out)["kid"] == pytest.approx(
-        fideval.evaluate(
-            imgs, ref, ["kid"], extractor=ext, kid_options={"subset_size": 10}
-        )["kid"],
+        fideval.evaluate(imgs, ref, ["kid"], extractor=ext, kid_options={"subset_size": 10})["kid"],
         rel=1e-12,
     )
 

@@ -37,10 +37,17 @@ from . import distributed as dist_
 from ._arrays import check_finite_rows
 from ._text import shown
 from .data.arrayfile import ArrayFile
+from .data.features import check_features
 from .data.images import ARRAY_EXTENSIONS, ImageStream, image_array_key
 from .errors import FidevalError
 from .io.provenance import make_provenance
-from .io.statsfile import KNOWN_LAYOUTS, StatsRecord, load_stats, split_pickle_key
+from .io.statsfile import (
+    KNOWN_LAYOUTS,
+    StatsRecord,
+    load_stats,
+    split_pickle_key,
+    stats_from_array_file,
+)
 from .stats import GaussianStats, GroupedStats
 
 __all__ = [
@@ -117,25 +124,6 @@ def needs_samples(name: str, what: str = "this metric") -> FidevalError:
     )
 
 
-def _check_features(arr: Any, name: str) -> Any:
-    if arr.ndim != 2:
-        raise FidevalError(
-            f"{name}: features must be a 2-D (N, d) array, got shape {tuple(arr.shape)}"
-        )
-    kind = (
-        arr.dtype.kind if isinstance(arr, np.ndarray) else ("f" if arr.is_floating_point() else "i")
-    )
-    if isinstance(arr, np.ndarray) and kind not in "fiu":
-        raise FidevalError(f"{name}: features must be real numbers, got dtype {arr.dtype}")
-    if arr.shape[1] == 0:
-        raise FidevalError(
-            f"{name}: features have zero width (N={arr.shape[0]}, d=0); expected d ≥ 1"
-        )
-    if arr.shape[0] < 2:
-        raise FidevalError(f"{name}: need at least 2 feature rows, got N={arr.shape[0]}")
-    return arr
-
-
 def _resolve_path(path: str) -> Source:
     name = shown(path)
     base, _ = split_pickle_key(path)
@@ -165,8 +153,8 @@ def _resolve_path(path: str) -> Source:
     pair = any(m in keys and c in keys for m, c, _ in KNOWN_LAYOUTS)
     partial = any(m in keys or c in keys for m, c, _ in KNOWN_LAYOUTS)
     if pair or (partial and image_array_key(af) is None):
+        rec = stats_from_array_file(af)  # the same open file
         af.close()
-        rec = load_stats(path)
         return Source("stats", "stats-file", rec, name, rec.n, path, dict(rec.meta))
     key = image_array_key(af)
     if key is not None:
@@ -181,7 +169,7 @@ def _resolve_path(path: str) -> Source:
                 f"{name}: array of shape {arr.shape}; expected 2-D features (N, d) or images "
                 f"(N, H, W, C)"
             )
-        _check_features(arr, name)
+        check_features(arr, name)
         return Source("features", "feature-file", arr, name, int(arr.shape[0]), path)
     shapes = {k: af.shape(k) for k in af.keys}
     raise FidevalError(
@@ -211,7 +199,7 @@ def resolve_source(x: Any, *, name: str | None = None) -> Source:
         if x.ndim == 2:
             if isinstance(x, np.ndarray) and not x.dtype.isnative:
                 x = x.astype(x.dtype.newbyteorder("="))
-            return Source("features", form, _check_features(x, label), label, int(x.shape[0]))
+            return Source("features", form, check_features(x, label), label, int(x.shape[0]))
         if x.ndim in (3, 4):
             img = ImageStream(x)
             return Source("images", form, img, label, int(x.shape[0]))

@@ -127,7 +127,7 @@ def _side_from_arrays(
 
 def evaluate(
     a: Any,
-    b: Any,
+    b: Any | None,
     metrics: str | Sequence[str] = ("fid",),
     *,
     extractor: Any = "inception",
@@ -150,10 +150,10 @@ def evaluate(
     """Several metrics of ``a`` (generated) against ``b`` (reference) from one extraction.
 
     ``metrics``: any of ``fid``, ``kid``, ``prdc``, ``is``, ``cmmd`` (a list, or a
-    comma-separated string). Sources and extractor options are those of
-    :func:`fideval.fid`. ``cache``: a folder where extracted features are kept, keyed by
-    the extractor's provenance and a fingerprint of every file, so a second call on the
-    same images extracts nothing. ``*_options``: keyword arguments of
+    comma-separated string); ``b=None`` when only ``is`` is asked for. Sources and
+    extractor options are those of :func:`fideval.fid`. ``cache``: a folder where
+    extracted features are kept, keyed by the extractor's provenance and a fingerprint
+    of every file, so a second call on the same images extracts nothing. ``*_options``: keyword arguments of
     :func:`~fideval.metrics.kid.kid`, :func:`~fideval.metrics.prdc.prdc`,
     :func:`~fideval.metrics.inception_score.inception_score` and
     :func:`~fideval.metrics.cmmd.cmmd`. Values: ``fid`` (squared feature units),
@@ -169,9 +169,14 @@ def evaluate(
             extractor, weights=weights, device=device, dims=dims, profile=profile
         )
     )
+    if b is None and set(names) != {"is"}:
+        raise FidevalError(
+            f"evaluate: b=None (no reference) serves only the Inception Score; asked for {names}"
+        )
     sources = [
         streaming.resolve_source(x, name=str(x) if isinstance(x, str) else default)
         for x, default in ((a, "A"), (b, "B"))
+        if x is not None
     ]
     samples = bool(_NEEDS_SAMPLES & set(names))
     if samples:
@@ -184,7 +189,8 @@ def evaluate(
             f"{sources[0].name}: the Inception Score is computed from images through the FID "
             "Inception; for a logits file use `fideval is` / inception_score(logits)"
         )
-    check_planned(sources, lazy, force=force)
+    if len(sources) == 2:
+        check_planned(sources, lazy, force=force)
     store = FeatureCache(cache) if cache else None
     options = {
         "batch_size": batch_size,
@@ -206,7 +212,7 @@ def evaluate(
         )
         sides.append(side)
         hits.append(hit)
-    side_a, side_b = sides
+    side_a, side_b = sides if len(sides) == 2 else (sides[0], None)
     values: dict[str, Any] = {}
     warnings: list[str] = []
     for name in names:
@@ -214,18 +220,18 @@ def evaluate(
     return EvalResult(
         values,
         int(side_a.n or 0),
-        int(side_b.n or 0),
+        int(side_b.n or 0) if side_b is not None else 0,
         dict(side_a.meta),
-        dict(side_b.meta),
+        dict(side_b.meta) if side_b is not None else {},
         tuple(warnings),
-        (hits[0], hits[1]),
+        (hits[0], hits[1] if len(hits) > 1 else False),
     )
 
 
 def _compute(
-    name: str, a: Side, b: Side, force: bool, warnings: list[str], scope: dict[str, Any]
+    name: str, a: Side, b: Side | None, force: bool, warnings: list[str], scope: dict[str, Any]
 ) -> dict[str, Any]:
-    names = (a.record.path or "A", b.record.path or "B")
+    names = (a.record.path or "A", b.record.path or "B" if b is not None else "B")
     if name == "fid":
         result = compare_sides(a, b, force=force)
         warnings.extend(result.warnings)

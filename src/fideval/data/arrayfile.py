@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import zipfile
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -18,34 +20,9 @@ import numpy as np
 
 from .._text import shown
 from ..errors import FidevalError
+from ..io.npyheader import ZIP_MAGIC, check_claim, read_npy_header, where_of, zip_member_size
 
 Header = tuple[tuple[int, ...], np.dtype, bool]  # shape, dtype, fortran_order
-
-
-def _read_header(fh: IO[bytes]) -> Header:
-    version = np.lib.format.read_magic(fh)
-    if version == (1, 0):
-        shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
-    else:
-        shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
-    return tuple(int(s) for s in shape), np.dtype(dtype), bool(fortran)
-
-
-def _claimed_bytes(header: Header) -> int:
-    shape, dtype, _ = header
-    count = 1
-    for s in shape:
-        count *= s
-    return count * dtype.itemsize
-
-
-def _human(nbytes: int) -> str:
-    value = float(nbytes)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1024 or unit == "TB":
-            return f"{value:.1f} {unit}" if unit != "B" else f"{int(value)} B"
-        value /= 1024
-    return f"{value:.1f} TB"  # pragma: no cover
 
 
 class ArrayFile:
@@ -82,6 +59,7 @@ class ArrayFile:
             raise FidevalError(self._unreadable(exc)) from exc
 
     def _unreadable(self, exc: BaseException) -> str:
+        """The one message for a file numpy's formats do not describe."""
         name = shown(self.path)
         if self.is_npz:
             return (
@@ -92,46 +70,35 @@ class ArrayFile:
 
     # ------------------------------------------------------------------ headers
     def _read_headers(self) -> dict[str, Header]:
+        """Every header, each claim checked against what holds it (:mod:`fideval.io.npyheader`):
+        the file for a ``.npy``; for a ``.npz`` member, its size in the zip directory, itself
+        checked against the archive (a stored member fits in it; deflate expands ≤ 1032×)."""
         self._fh.seek(0)
+        where = shown(self.path)
         if not self.is_npz:
-            if self._fh.read(4) == b"PK\x03\x04":
-                raise FidevalError(
-                    f"{shown(self.path)}: a .npz archive under a .npy name; rename it to .npz"
-                )
+            if self._fh.read(4) == ZIP_MAGIC:
+                raise FidevalError(f"{where}: a .npz archive under a .npy name; rename it to .npz")
             self._fh.seek(0)
-            header = _read_header(self._fh)
-            self._data_offset = self._fh.tell()
-            self._check_claim("", header, self.size - self._data_offset)
-            return {"": header}
+            header = read_npy_header(self._fh, where, "NumPy array file (.npy)")
+            self._data_offset = header.header_size
+            check_claim(header, self.size - header.header_size, where, holder="file")
+            return {"": (header.shape, header.dtype, header.fortran)}
         self._zip = zipfile.ZipFile(self._fh)
         out: dict[str, Header] = {}
         for info in self._zip.infolist():
             if not info.filename.endswith(".npy"):
                 continue
             key = info.filename[:-4]
-            with self._zip.open(info) as member:
-                header = _read_header(member)
-                offset = member.tell()
-            self._check_claim(key, header, info.file_size - offset)
-            out[key] = header
+            at = where_of(self.path, key)
+            size = zip_member_size(info, self.size, at)
+            try:
+                with self._zip.open(info) as member:
+                    header = read_npy_header(member, at)
+            except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+                raise FidevalError(f"{at} is damaged: its header cannot be read ({exc})") from None
+            check_claim(header, size - header.header_size, at)
+            out[key] = (header.shape, header.dtype, header.fortran)
         return out
-
-    def _check_claim(self, key: str, header: Header, available: int) -> None:
-        shape, dtype, _ = header
-        if dtype.hasobject:
-            where = f"key {key!r}" if key else "the array"
-            raise FidevalError(
-                f"{shown(self.path)}: {where} holds Python objects (dtype {dtype}); expected "
-                "numbers (fideval never unpickles array data)"
-            )
-        claimed = _claimed_bytes(header)
-        if claimed > max(available, 0):
-            where = f"key {key!r}" if key else "the array"
-            raise FidevalError(
-                f"{shown(self.path)}: {where} claims shape {shape} {dtype} = {_human(claimed)}, "
-                f"but the file holds {_human(max(available, 0))} for it; the file is "
-                "truncated or its header is corrupt"
-            )
 
     @property
     def keys(self) -> list[str]:
@@ -204,7 +171,7 @@ class ArrayFile:
             row_bytes *= s
         assert self._zip is not None
         with self._zip.open(key + ".npy") as member:
-            _read_header(member)
+            read_npy_header(member, where_of(self.path, key))
             if start:
                 _read_exact(member, start * row_bytes, self.path, key)
             for lo in range(start, stop, batch):
@@ -214,6 +181,9 @@ class ArrayFile:
                 if not arr.dtype.isnative:
                     arr = arr.astype(arr.dtype.newbyteorder("="))
                 yield arr
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        return self.array(key)
 
     def close(self) -> None:
         if self._zip is not None:

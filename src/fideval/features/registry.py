@@ -157,7 +157,7 @@ def _inception(
     )
 
 
-_inception.CHOICES = {"dims": (64, 192, 768, 2048)}  # type: ignore[attr-defined]
+_inception.CHOICES = {"dims": (64, 192, 768, 2048), "logits_bias": (False, True)}  # type: ignore[attr-defined]
 
 
 def _dinov2(arch: str) -> Factory:

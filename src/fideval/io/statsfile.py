@@ -295,25 +295,38 @@ def load_stats(path: str | os.PathLike[str]) -> StatsRecord:
         return _load_edm2(p, pickle_key)
     with _open_npz(p) as npz:
         keys = set(npz.files)
-        mean_key, cov_key, layout = _layout(p, keys)
+        mean_key, cov_key, _ = _layout(p, keys)
         wanted = [mean_key, cov_key, *(k for k in _OPTIONAL_KEYS if k in keys)]
-        data = _Archive(npz, p, check_npz(p, wanted))
-        try:
-            mu = _real(data, mean_key, p)
-            sigma = _real(data, cov_key, p)
-            n = _count(data, "n", p) if "n" in keys else None
-            meta = _meta(data, p) if "meta" in keys else {}
-            groups = _read_groups(data, keys, p, mu.shape[0]) if "group_n" in keys else None
-        except (zipfile.BadZipFile, EOFError, OSError) as exc:
-            raise FidevalError(
-                f"{shown(p)}: corrupt .npz (truncated archive member: {shown(exc)})"
-            ) from exc
+        return _record(p, keys, _Archive(npz, p, check_npz(p, wanted)))
+
+
+def _record(p: str, keys: set[str], data: Any) -> StatsRecord:
+    """The validated statistics of an open archive (``data[key]`` reads one array)."""
+    mean_key, cov_key, layout = _layout(p, keys)
+    try:
+        mu = _real(data, mean_key, p)
+        sigma = _real(data, cov_key, p)
+        n = _count(data, "n", p) if "n" in keys else None
+        meta = _meta(data, p) if "meta" in keys else {}
+        groups = _read_groups(data, keys, p, mu.shape[0]) if "group_n" in keys else None
+    except (zipfile.BadZipFile, EOFError, OSError) as exc:
+        raise FidevalError(
+            f"{shown(p)}: corrupt .npz (truncated archive member: {shown(exc)})"
+        ) from exc
     if "meta" in keys:
         layout = "fideval"
     validate_moments(mu, sigma, p, mean_key, cov_key)
     if n is None and isinstance(meta.get("n"), int):
         n = meta["n"]
     return StatsRecord(mu, sigma, n, meta, p, layout, groups)
+
+
+def stats_from_array_file(af: Any) -> StatsRecord:
+    """:func:`load_stats` of an already open :class:`~fideval.data.arrayfile.ArrayFile`
+    (its headers were checked when it was opened): the file is not opened again."""
+    if not af.is_npz:
+        raise FidevalError(f"{shown(af.path)}: a single .npy array, not a .npz statistics file")
+    return _record(af.path, set(af.keys), af)
 
 
 def validate_moments(mu: np.ndarray, sigma: np.ndarray, path: str, mk: str, ck: str) -> None:

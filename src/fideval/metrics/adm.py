@@ -4,9 +4,10 @@ What class-conditional ImageNet papers (ADM, DiT, SiT, MAR…) report, computed 
 openai/guided-diffusion's ``evaluations/evaluator.py`` computes it from a reference
 batch ``REF.npz`` and a sample batch ``SAMPLE.npz``, without TensorFlow:
 
-**Input.** ``arr_0``: uint8 images (N, H, W, 3), streamed in batches (never loaded
-whole; :meth:`fideval.data.arrayfile.ArrayFile.iter_rows`). Each batch: float32 in [0, 255] → TF1 legacy bilinear
-resize to 299×299 (:mod:`fideval.features.tf1_resize`) → (x − 128)/128 → the FID
+**Input.** ``arr_0``: uint8 images (N, H, W, 3), streamed in batches through
+:func:`fideval.streaming.stream` (never loaded whole:
+:meth:`fideval.data.arrayfile.ArrayFile.iter_rows`). Each batch: float32 in [0, 255] →
+TF1 legacy bilinear resize to 299×299 (:mod:`fideval.features.tf1_resize`) → (x − 128)/128 → the FID
 Inception-v3 (:class:`~fideval.features.inception.FIDInceptionV3`, pytorch-fid's weights
 file = the TF graph's weights).
 

@@ -130,8 +130,11 @@ def _interval(
     if se == 0.0:
         p = 1.0 if difference == 0.0 else 0.0
         return 0.0, (difference, difference), p, math.inf
-    denom = sum(v * v / k for v, k in components if v > 0)
-    df = total * total / denom if denom > 0 else math.inf
+    active = [(v, k) for v, k in components if v > 0]
+    if len(active) == 1:
+        df = active[0][1]  # one component: its own degrees of freedom, exactly
+    else:
+        df = total * total / sum(v * v / k for v, k in active)
     df = max(df, 1.0)
     tq = student_t_ppf(0.5 + LEVEL / 2.0, df) if math.isfinite(df) else 1.959963984540054
     t = abs(difference) / se

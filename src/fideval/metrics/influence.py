@@ -167,6 +167,11 @@ class FrechetInfluence:
             float(self.delta @ self.delta) + self.trace_g + self.trace_r - 2 * self.trace_sqrt
         )
 
+    def transport_map(self) -> torch.Tensor:
+        """T (d, d), the optimal-transport map from g to r: T = A_g A_gᵀ with
+        A_g = S_g⁺ U diag(√s) (zero on the null space of Σ_g)."""
+        return self._a_g @ self._a_g.mT
+
     @property
     def warnings(self) -> list[str]:
         """Plain-language notes on clamped eigenvalues."""

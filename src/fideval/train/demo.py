@@ -4,8 +4,12 @@ Offline and CPU-only: scikit-learn's 8×8 handwritten digits (1 797 images, ship
 scikit-learn), the digits CNN feature extractor shipped with fideval (its recipe and
 held-out accuracy in ``features/weights/digits_cnn.json``), and fideval's
 :class:`~fideval.train.demo_diffusion.TinyDiffusion`. The :class:`FIDEvaluator`
-evaluates on a schedule against the cached statistics of all 1 797 real digits, and
-the run writes ``log.jsonl`` (one object per evaluation) and ``fid.png``.
+evaluates on a schedule against the cached statistics of all 1 797 real digits, with
+common random numbers (``paired=True``: sample i has the same noise at every
+evaluation), so each row also says whether the model got better than at the previous
+evaluation: the paired difference with its 95% interval. The run writes ``log.jsonl`` (one
+object per evaluation) and ``fid.png`` (:func:`fideval.plot.plot_log`, what
+``fideval plot log.jsonl`` draws).
 """
 
 from __future__ import annotations
@@ -49,40 +53,46 @@ def _load_dependencies() -> tuple[Any, Any, Any]:
     return DigitsFeatureExtractor, load_digits_images, demo_diffusion
 
 
+def _verdict(r: EvalRecord) -> str:
+    c = r.vs_previous
+    if not c:
+        return ""
+    lo, hi = c["ci95"]
+    word = "better" if hi < 0 else ("worse" if lo > 0 else "same")
+    return f"{c['difference']:+8.3f} ± {0.5 * (hi - lo):5.3f}  {word}"
+
+
 def format_row(r: EvalRecord) -> str:
     lo, hi = r.fid_ci95
-    return f"{r.step:>6d}  {r.fid:9.3f}  [{lo:8.3f}, {hi:8.3f}]  {r.n:>7d}  {r.seconds:7.1f}"
+    return (
+        f"{r.step:>6d}  {r.fid:9.3f}  [{lo:8.3f}, {hi:8.3f}]  {r.n:>7d}  {r.seconds:7.1f}  "
+        f"{_verdict(r)}"
+    ).rstrip()
 
 
-HEADER = f"{'step':>6s}  {'FID':>9s}  {'95% interval':^20s}  {'samples':>7s}  {'seconds':>7s}"
+HEADER = (
+    f"{'step':>6s}  {'FID':>9s}  {'95% interval':^20s}  {'samples':>7s}  {'seconds':>7s}  "
+    f"vs previous (paired)"
+)
 
 
 def plot_trajectory(records: list[EvalRecord], path: Path) -> bool:
-    """FID against step with the 95% interval as a band; False when matplotlib is missing."""
-    try:
-        import matplotlib
+    """FID against step (:func:`fideval.plot.plot_log`); False when matplotlib is missing."""
+    from ..plot import plot_log
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
-    steps = [r.step for r in records]
-    fid = [r.fid for r in records]
-    lo = [r.fid_ci95[0] for r in records]
-    hi = [r.fid_ci95[1] for r in records]
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    ax.fill_between(steps, lo, hi, alpha=0.3, label="95% interval")
-    ax.plot(steps, fid, marker="o", label="FID (predicted at N=50k)")
-    ax.set_xlabel("training step")
-    ax.set_ylabel("FID (digits CNN features)")
-    ax.set_title("fideval demo: TinyDiffusion (EMA) on sklearn digits")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        plot_log(
+            [r.to_dict() for r in records],
+            path,
+            title="fideval demo: TinyDiffusion (EMA) on sklearn digits",
+            ylabel="FID (digits CNN features)",
+        )
+    except FidevalError:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            return False
+        raise
     return True
 
 
@@ -126,6 +136,7 @@ def run_demo(
         batch_size=500,
         seed=seed,
         groups=10,
+        paired=True,
         log_path=log_path,
         cache_dir=out_dir / "cache",
         callbacks=[lambda r: echo(format_row(r))],

@@ -88,6 +88,7 @@ class EvalRecord:
     paired: bool = False
     vs_previous: dict[str, Any] | None = None
     vs_best: dict[str, Any] | None = None
+    best_step: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -564,6 +565,7 @@ class FIDEvaluator:
                 self.best_influence = influence
         if best:
             self.best = record
+        record.best_step = None if self.best is None else self.best.step
         if not dist_.is_main_process():
             return  # every rank returns the record; only rank 0 writes and calls back
         if self.log_path is not None:
