@@ -78,17 +78,18 @@ def np_tf1_resize(img: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
 
 
 def np_adm_block(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, bool]:
-    """ADM's DistanceBlock in numpy float16 arithmetic (sums exact, then float32, float16);
-    float32 when any float16 entry is non-finite. Returns (D, fell back)."""
+    """ADM's DistanceBlock in numpy float16 arithmetic (sums exact, then float32, float16):
+    D = max((‖u‖² − 2uᵀv) + ‖v‖², 0), then — ADM's order — float32 when any entry of the
+    clamped float16 block is non-finite. Returns (D, fell back)."""
     u16, v16 = u.astype(np.float16), v.astype(np.float16)
     with np.errstate(over="ignore", invalid="ignore"):
         nu = (u16 * u16).astype(np.float64).sum(1).astype(np.float32).astype(np.float16)
         nv = (v16 * v16).astype(np.float64).sum(1).astype(np.float32).astype(np.float16)
         dot = u16.astype(np.float64) @ v16.astype(np.float64).T
         dot = dot.astype(np.float32).astype(np.float16)
-        d = (nu[:, None] - dot * np.float16(2)) + nv[None, :]
+        d = np.maximum((nu[:, None] - dot * np.float16(2)) + nv[None, :], np.float16(0))
     if np.isfinite(d).all():
-        return np.maximum(d, np.float16(0)).astype(np.float32), False
+        return d.astype(np.float32), False
     u64, v64 = u.astype(np.float64), v.astype(np.float64)
     nu32 = (u64 * u64).astype(np.float32).astype(np.float64).sum(1).astype(np.float32)
     nv32 = (v64 * v64).astype(np.float32).astype(np.float64).sum(1).astype(np.float32)
@@ -321,6 +322,19 @@ def test_precision_recall_ties_and_duplicates(profile):
     p, r, _ = np_pr(x, y, profile)
     out = precision_recall(x, y, profile=profile)
     assert (out["precision"], out["recall"]) == (p, r)
+
+
+def test_adm_clamps_before_the_overflow_test():
+    """An overflowing 2·uᵀv with finite norms gives −inf, which ADM's max(D, 0) turns into
+    0 before its finiteness test: the block stays float16 (no float32 fallback)."""
+    x = np.array([[190.0, 0.0], [191.0, 1.0], [189.0, 2.0], [192.0, 0.5], [190.5, 1.5]])
+    y = x[::-1] + 0.25
+    assert np.isinf(np.float16(2) * np.float16(189.0 * 189.0))  # 2·uᵀv overflows float16
+    assert np.isfinite(np.float16(192.5**2 + 2.25**2))  # the norms do not
+    p, r, _ = np_pr(x.astype(np.float32), y.astype(np.float32), "adm")
+    out = precision_recall(x.astype(np.float32), y.astype(np.float32), profile="adm")
+    assert (out["precision"], out["recall"]) == (p, r)
+    assert out["float32_fallback_blocks"] == 0
 
 
 def test_adm_float16_overflow_falls_back_per_block():

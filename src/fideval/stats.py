@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._arrays import ArrayLike, check_finite_rows, compute_device
+from ._arrays import ArrayLike, check_finite_rows, compute_device, native_order
 from .errors import FidevalError
 
 __all__ = ["GaussianStats", "GroupedStats", "check_finite_batch"]
@@ -49,7 +49,7 @@ def _to_batch(batch: ArrayLike, device: torch.device | None) -> torch.Tensor:
         arr = np.asarray(batch)
         if arr.dtype.kind not in "fiu":
             raise FidevalError(f"features batch: expected real values, got dtype {arr.dtype}")
-        arr = np.ascontiguousarray(arr)
+        arr = np.ascontiguousarray(native_order(arr))
         t = torch.from_numpy(arr if arr.flags.writeable else arr.copy())
     if device is None:
         device = compute_device(t.device)

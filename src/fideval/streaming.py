@@ -407,15 +407,19 @@ def statistics(
     *,
     groups: int | None = None,
     **options: Any,
-) -> tuple[GaussianStats | GroupedStats, dict[str, Any]]:
+) -> tuple[GaussianStats | GroupedStats | StatsRecord, dict[str, Any]]:
     """Float64 statistics of a source and their provenance: one :func:`stream` into
     :class:`~fideval.stats.GaussianStats` (or ``groups=K`` grouped statistics, row i
-    to group i mod K), merged across ranks. A statistics source is returned as it is."""
+    to group i mod K), merged across ranks. A statistics source is returned as it is:
+    as :class:`~fideval.stats.GaussianStats` when its N is known, else as its
+    :class:`~fideval.io.statsfile.StatsRecord` (``mu``, ``sigma``, ``n=None``)."""
     src = resolve_source(source)
     if src.kind == "stats":
         if groups is not None:
             raise FidevalError(f"{src.name}: grouped statistics need the samples, not moments")
-        return src.value.to_stats(), dict(src.value.meta)
+        rec = src.value
+        # A pytorch-fid file has no N: its record (mu, sigma, n=None) is returned as it is.
+        return (rec.to_stats() if rec.n is not None else rec), dict(rec.meta)
     offset = 0
     if groups is not None:
         total = src.n if src.n is not None else 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 import numpy as np
 
@@ -14,22 +13,19 @@ _SHAPES = {2: "(N, d)", 3: "(num_texts, num_repeats, d)"}
 
 
 def load_array(path: str, ndim: int = 2, what: str = "features") -> np.ndarray:
-    """Memory-map ``path`` (``.npy``, no pickles) and check it has ``ndim`` dimensions."""
-    if not os.path.exists(path):
-        raise FidevalError(f"{path}: no such file ({what})")
-    try:
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise FidevalError(f"{path}: not a readable .npy array file ({exc})") from exc
-    if not isinstance(arr, np.ndarray):
-        raise FidevalError(f"{path}: expected one .npy array of {what}, got an archive")
+    """The one array of ``path`` through the one reader (headers checked, one open,
+    memory-mapped, native byte order); it must have ``ndim`` dimensions of real numbers."""
+    from .._text import shown
+    from ..data.features import open_array
+
+    arr = open_array(path)
     if arr.ndim != ndim:
         raise FidevalError(
-            f"{path}: {what} must be a {ndim}-D {_SHAPES.get(ndim, '')} array, "
+            f"{shown(path)}: {what} must be a {ndim}-D {_SHAPES.get(ndim, '')} array, "
             f"got shape {arr.shape}"
         )
     if arr.dtype.kind not in "biuf":
-        raise FidevalError(f"{path}: {what} must be real numbers, got dtype {arr.dtype}")
+        raise FidevalError(f"{shown(path)}: {what} must be real numbers, got dtype {arr.dtype}")
     return arr
 
 

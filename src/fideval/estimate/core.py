@@ -29,7 +29,7 @@ import numpy as np
 
 from ..errors import FidevalError
 from ..frechet import FrechetReference
-from ..stats import GroupedStats
+from ..stats import GaussianStats, GroupedStats
 from .bias import Combo, add_combo, jackknife_combos, quadratic_combos, richardson_combos
 from .infinity import chong_forsyth_combos, nested_points
 from .intervals import influence_variance, linear_se, t_quantile
@@ -56,6 +56,27 @@ def _orders(k: int, count: int, seed: int) -> list[list[int]]:
     return [rng.permutation(k).tolist() for _ in range(count)]
 
 
+def as_reference(reference: Any) -> FrechetReference:
+    """The reference as a :class:`FrechetReference`, factored once.
+
+    Accepts a FrechetReference (returned as is), a :class:`~fideval.stats.GaussianStats`
+    (N = its count) or a statistics record with ``mu``, ``sigma`` and ``n``
+    (:class:`~fideval.io.statsfile.StatsRecord`; ``n`` may be None: M unknown).
+    """
+    if isinstance(reference, FrechetReference):
+        return reference
+    if isinstance(reference, GaussianStats):
+        if reference.n < 2:
+            raise FidevalError(f"reference statistics hold N={reference.n}; need ≥ 2 samples")
+        return FrechetReference(reference.mean_tensor, reference.cov_tensor, n=reference.n)
+    if all(hasattr(reference, key) for key in ("mu", "sigma", "n")):
+        return FrechetReference(reference.mu, reference.sigma, n=reference.n)
+    raise FidevalError(
+        f"reference: expected a FrechetReference, GaussianStats or StatsRecord, got "
+        f"{type(reference).__name__}"
+    )
+
+
 def _coefficients(combo: Combo, sizes: Sequence[int], ev: UnionFrechet) -> np.ndarray:
     """c_g = Σ_j w_j [g ∈ S_j] n_g / n_{S_j}: first-order weight of group g."""
     c = np.zeros(len(sizes))
@@ -68,7 +89,7 @@ def _coefficients(combo: Combo, sizes: Sequence[int], ev: UnionFrechet) -> np.nd
 
 def estimate_fid(
     grouped: GroupedStats,
-    reference: FrechetReference,
+    reference: FrechetReference | GaussianStats | Any,
     *,
     target_n: int = 50_000,
     orders: int = 3,
@@ -81,7 +102,9 @@ def estimate_fid(
 
     Args:
         grouped: statistics of K disjoint groups of the generated stream (K ≥ 4).
-        reference: the reference, factored once; ``reference.n`` is M (None: unknown).
+        reference: the reference: a :class:`FrechetReference` (factored once;
+            ``reference.n`` is M, None: unknown), or a :class:`GaussianStats` or
+            :class:`~fideval.io.statsfile.StatsRecord`, factored here.
         target_n: N_target of ``fid_at_target`` (default 50 000, the usual protocol).
         orders: random group orders R averaged by Richardson and Chong–Forsyth.
         min_fraction: smallest nested union used by Chong–Forsyth, as a fraction of N.
@@ -118,6 +141,7 @@ def estimate_fid(
             f"the stream is too short for {k} groups: {n} sample(s), need at least {need} "
             f"(≥ 2 per group); feed more samples or use fewer groups"
         )
+    reference = as_reference(reference)
     ev = UnionFrechet(grouped, reference)
     d = reference.dim
     full = frozenset(range(k))

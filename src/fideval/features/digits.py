@@ -236,11 +236,10 @@ class DigitsFeatureExtractor(FrozenModule):
         if x.ndim == 3:
             x = x.unsqueeze(1)
         if x.ndim == 4 and x.shape[1] in (3, 4):  # the contract's RGB(A): gray = channel mean
-            x = (
-                x[:, :3].float().mean(dim=1, keepdim=True)
-                if x.is_floating_point()
-                else (x[:, :3].float().mean(dim=1, keepdim=True).round().to(torch.uint8))
-            )
+            # in [0, 1] floats for both input types, so a uint8 image and its float copy
+            # agree (a gray image's mean is exact either way)
+            scale = 1.0 if x.is_floating_point() else 255.0
+            x = x[:, :3].float().mean(dim=1, keepdim=True) / scale
         if x.ndim != 4 or tuple(x.shape[1:]) != (1, DIGITS_IMAGE_SIZE, DIGITS_IMAGE_SIZE):
             raise FidevalError(
                 "digits extractor: expected 8×8 images (B, 1, 8, 8), (B, 3, 8, 8) or (B, 8, 8), "

@@ -383,16 +383,18 @@ class _ADMBlocks:
         finite = True
         if not safe:
             for s, e in parts:
-                d = _dist16(self.a.half64(s, e), v16, nu16[s:e], nv16)
+                # ADM's order: max(D, 0) first, then the finiteness test (a −inf entry,
+                # from an overflowing 2·uᵀv, is clamped to 0 and keeps the block float16)
+                d = _dist16(self.a.half64(s, e), v16, nu16[s:e], nv16).clamp_min_(0.0)
                 if not bool(torch.isfinite(d).all()):
                     finite = False
                     break
         if finite:
             for s, e in parts:
-                d = _dist16(self.a.half64(s, e), v16, nu16[s:e], nv16)
+                d = _dist16(self.a.half64(s, e), v16, nu16[s:e], nv16).clamp_min_(0.0)
                 if not bool(torch.isfinite(d).all()):  # pragma: no cover - excluded above
                     raise FidevalError("precision/recall: float16 overflow in a safe block")
-                yield s, e, d.clamp_min_(0.0)
+                yield s, e, d
             return
         del v16
         self.fallbacks += 1

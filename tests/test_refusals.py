@@ -1,0 +1,164 @@
+"""What fideval refuses on the one path, and how: one line naming the file, the batch or
+the key; never a silent number. (Hostile files and header claims: test_hostile_inputs.)"""
+
+from __future__ import annotations
+
+import errno
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from helpers import cli, features, image_folder, images, one_error_line
+from PIL import Image
+
+import fideval
+from fideval.errors import FidevalError
+from fideval.io.statsfile import save_stats
+from fideval.stats import GaussianStats
+
+
+def test_images_of_different_sizes_name_the_file_and_can_be_skipped(tmp_path):
+    folder = image_folder(tmp_path / "imgs", 5, (8, 8), seed=1)
+    Image.fromarray(images(1, (9, 8), seed=2)[0]).save(folder / "002b.png")
+    raw = fideval.extractor(torch.nn.Flatten())  # no resizing: sizes must agree
+    with pytest.raises(FidevalError) as err:
+        fideval.streaming.collect(str(folder), raw, num_workers=0, batch_size=6)
+    text = str(err.value)
+    assert f"{folder / '002b.png'}: size (3, 9, 8)" in text and "--skip-bad" in text
+    with pytest.warns(UserWarning, match=r"skipped 1 unreadable image\(s\): .*002b\.png"):
+        side = fideval.streaming.collect(
+            str(folder), raw, num_workers=0, batch_size=6, skip_bad=True
+        )
+    assert side.n == 5 and side.meta["n_skipped"] == 1
+
+
+def test_control_characters_in_file_names_are_escaped(tmp_path, capsys):
+    folder = image_folder(tmp_path / "imgs", 3, (8, 8), seed=1)
+    (folder / "bad\x1b[2J.png").write_bytes(b"not a png")
+    code, _, err = cli(
+        capsys,
+        "stats",
+        folder,
+        "-o",
+        tmp_path / "s.npz",
+        "--extractor",
+        "digits",
+        "--num-workers",
+        "0",
+        "--no-progress",
+    )
+    assert code == 2 and "\x1b" not in err and "bad\\x1b[2J.png" in one_error_line(err, "stats")
+    code, _, err = cli(
+        capsys,
+        "stats",
+        folder,
+        "-o",
+        tmp_path / "s.npz",
+        "--extractor",
+        "digits",
+        "--num-workers",
+        "0",
+        "--no-progress",
+        "--skip-bad",
+    )
+    assert code == 0 and "\x1b" not in err and "bad\\x1b[2J.png" in err
+
+
+def test_progress_counts_a_batch_after_the_work_and_closes_before_an_error(monkeypatch):
+    import tqdm.auto
+
+    events: list[tuple[str, int]] = []
+
+    class Bar:
+        def __init__(self, *a, total=None, initial=0, **k):
+            self.n = initial
+
+        def update(self, k):
+            self.n += k
+            events.append(("bar", self.n))
+
+        def close(self):
+            events.append(("closed", self.n))
+
+    class Consumer:
+        def update(self, batch):
+            events.append(("work", int(batch.shape[0])))
+            if len([e for e in events if e[0] == "work"]) == 3:
+                raise FidevalError("boom")
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
+    ext = fideval.extractor("digits")
+    with pytest.raises(FidevalError, match="boom"):
+        fideval.streaming.stream(
+            images(10, (8, 8)), ext, into=[Consumer()], batch_size=4, progress=True
+        )
+    assert events == [("work", 4), ("bar", 4), ("work", 4), ("bar", 8), ("work", 2), ("closed", 8)]
+
+
+def test_statistics_of_a_pytorch_fid_file(tmp_path):
+    x = features(30, 4)
+    np.savez(tmp_path / "pf.npz", mu=x.mean(0), sigma=np.cov(x, rowvar=False))  # no n
+    stats, meta = fideval.streaming.statistics(str(tmp_path / "pf.npz"))
+    assert stats.n is None
+    np.testing.assert_array_equal(stats.mu, x.mean(0))
+    np.testing.assert_array_equal(stats.sigma, np.cov(x, rowvar=False))
+
+
+def test_is_warns_on_probabilities_and_odd_widths():
+    from fideval.metrics.inception_score import inception_score
+
+    z = np.random.default_rng(0).normal(size=(50, 1008))
+    assert inception_score(z, splits=5).warnings == ()
+    p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    (w,) = inception_score(p, splits=5).warnings
+    assert "look like probabilities, not logits" in w
+    (w,) = inception_score(z[:, :64], splits=5).warnings
+    assert "64 columns, a width no common classifier has" in w
+
+
+def test_big_endian_files_everywhere(tmp_path, capsys):
+    x, y = features(40, 5, seed=1), features(30, 5, seed=2, shift=0.3)
+    np.save(tmp_path / "x.npy", x.astype(">f8"))
+    np.save(tmp_path / "y.npy", y)
+    want = fideval.frechet_from_features(x, y).value
+    for command in ("fid", "distance"):
+        code, out, err = cli(capsys, command, tmp_path / "x.npy", tmp_path / "y.npy", "--json")
+        assert code == 0, err
+        assert float(__import__("json").loads(out)["fid"]) == pytest.approx(want, rel=1e-12)
+    code, _, err = cli(capsys, "stats", tmp_path / "x.npy", "-o", tmp_path / "s.npz")
+    assert code == 0, err
+    assert fideval.fid(x.astype(">f8"), y).value == pytest.approx(want, rel=1e-12)
+    s = GaussianStats()
+    s.update(x.astype(">f4"))
+    assert s.n == 40
+
+
+def test_os_errors_on_every_output_are_one_line(tmp_path, capsys, monkeypatch):
+    np.save(tmp_path / "f.npy", features(10, 3))
+    for code_, name in ((errno.ENOSPC, "ENOSPC"), (errno.EROFS, "EROFS"), (errno.EACCES, "EACCES")):
+
+        def fail(*a, _c=code_, **k):
+            raise OSError(_c, __import__("os").strerror(_c), str(tmp_path / "out.npz"))
+
+        monkeypatch.setattr("fideval.cli.stats.save_stats", fail)
+        code, _, err = cli(capsys, "stats", tmp_path / "f.npy", "-o", tmp_path / "out.npz")
+        line = one_error_line(err, "stats")
+        assert code == 2 and line.endswith(f"({name})") and str(tmp_path / "out.npz") in line
+    long = tmp_path / ("x" * 300 + ".npy")
+    code, _, err = cli(capsys, "features", tmp_path / "f.npy", "-o", long)
+    assert code == 2 and "File name too long" in one_error_line(err, "features")
+
+
+def test_indefinite_covariance_names_the_file(tmp_path, capsys):
+    bad = tmp_path / "bad.npz"
+    sigma = np.diag([1.0, 1.0, -1.0])
+    np.savez(bad, mu=np.zeros(3), sigma=sigma)
+    good = tmp_path / "good.npz"
+    s = GaussianStats()
+    s.update(features(20, 3))
+    save_stats(good, s)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code, _, err = cli(capsys, "distance", bad, good)
+    assert code == 2 and f"{bad}" in one_error_line(err, "distance")
