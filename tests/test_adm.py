@@ -24,11 +24,11 @@ import pytest
 import torch
 
 from fideval.cli import main
+from fideval.data.arrayfile import ArrayFile
 from fideval.errors import FidevalError
 from fideval.features.inception import FIDInceptionV3, InceptionExtractor, seeded_random_state_dict
 from fideval.features.tf1_resize import tf1_resize_bilinear
 from fideval.frechet import frechet_details
-from fideval.data.arrayfile import ArrayFile
 from fideval.metrics import adm
 from fideval.metrics.adm import (
     ADMInception,

@@ -159,7 +159,7 @@ def test_registry():
     with pytest.raises(FidevalError, match="unknown extractor 'nope'; expected one of"):
         fideval.extractor("nope")
     with pytest.raises(
-        FidevalError, match="extractor .digits. does not take weights=; it takes device="
+        FidevalError, match=r"extractor .digits. does not take weights=; it takes device="
     ):
         fideval.extractor("digits", weights="x.pth")
     ext = fideval.extractor("digits")

@@ -18,11 +18,11 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from helpers import images, inception_weights
 
 import fideval
 from fideval.features.base import REQUIRED_PROVENANCE
 from fideval.features.registry import registered
+from helpers import images, inception_weights
 
 
 def _inception(tmp_path):

@@ -22,16 +22,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-import fideval
 import torch
 
+import fideval
 from fideval._arrays import as_float64, check_finite
 from fideval._text import shown
+from fideval.data.arrayfile import ArrayFile
 from fideval.data.features import iter_feature_chunks, open_array, open_features
 from fideval.errors import FidevalError
 from fideval.io import weights as W
-from fideval.data.arrayfile import ArrayFile
 from fideval.io.edm2_pickle import read_edm2_reference, safe_load_pickle
 from fideval.io.npyheader import DEFLATE_MAX_RATIO, human_bytes, zip_member_size
 from fideval.io.statsfile import load_stats, save_stats

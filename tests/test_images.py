@@ -163,7 +163,7 @@ def test_image_array_files(tmp_path):
     assert image_array_key(tmp_path / "gray.npy") == ""
     assert image_array_key(tmp_path / "feats.npy") is None
     assert image_array_key(tmp_path / "stats.npz") is None
-    with pytest.raises(FidevalError, match="missing.npy: no such file"):
+    with pytest.raises(FidevalError, match=r"missing\.npy: no such file"):
         image_array_key(tmp_path / "missing.npy")
     ref = preprocess_batch(imgs, "clean")
     for name in ("imgs.npy", "samples.npz"):

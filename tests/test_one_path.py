@@ -13,13 +13,13 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
-from helpers import cli, features, image_folder, images, inception_weights, one_error_line
 
 import fideval
 from fideval.errors import FidevalError
 from fideval.io.statsfile import load_stats, save_stats
 from fideval.stats import GaussianStats
 from fideval.train.reference import compute_reference_stats
+from helpers import cli, features, image_folder, images, inception_weights, one_error_line
 
 # --------------------------------------------------------------------------- opens
 
@@ -39,7 +39,7 @@ def _hook(event: str, args: tuple) -> None:
 sys.addaudithook(_hook)  # audit hooks cannot be removed; it counts only while watching
 
 
-class opens:  # noqa: N801 - a context manager read like a function
+class opens:
     """Count ``open`` audit events on files at or under the given paths."""
 
     def __init__(self, *paths: object) -> None:
@@ -123,7 +123,7 @@ def test_statistics_of_another_extractor_name_it(tmp_path, capsys):
     s.update(features(80, 64, seed=7))
     save_stats(stats, s, fideval.extractor("digits").provenance())
     np.save(tmp_path / "f.npy", features(30, 2048, seed=8))
-    code, _, err = cli(capsys, "distance", stats, tmp_path / "f.npy")
+    _, _, err = cli(capsys, "distance", stats, tmp_path / "f.npy")
     line = one_error_line(err, "distance")
     assert "has d=64 (made by extractor 'digits-cnn')" in line
     assert "use the same extractor for both sides (e.g. extractor 'digits')" in line
@@ -336,7 +336,7 @@ def test_reference_read_only_cache_fails_before_work_and_write_failure_keeps_res
         lambda p: (_ for _ in ()).throw(FidevalError(f"{p}: cannot write in folder {ro} (denied)")),
     )
     monkeypatch.setattr(ext, "forward", lambda *a: pytest.fail("work started"))
-    with pytest.raises(FidevalError, match="reference cache: .*cannot write in folder"):
+    with pytest.raises(FidevalError, match=r"reference cache: .*cannot write in folder"):
         compute_reference_stats(images(5, (8, 8)), ext, cache_dir=ro)
     monkeypatch.undo()
 

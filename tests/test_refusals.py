@@ -9,13 +9,13 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from helpers import cli, features, image_folder, images, one_error_line
 from PIL import Image
 
 import fideval
 from fideval.errors import FidevalError
 from fideval.io.statsfile import save_stats
 from fideval.stats import GaussianStats
+from helpers import cli, features, image_folder, images, one_error_line
 
 
 def test_images_of_different_sizes_name_the_file_and_can_be_skipped(tmp_path):
@@ -99,7 +99,7 @@ def test_progress_counts_a_batch_after_the_work_and_closes_before_an_error(monke
 def test_statistics_of_a_pytorch_fid_file(tmp_path):
     x = features(30, 4)
     np.savez(tmp_path / "pf.npz", mu=x.mean(0), sigma=np.cov(x, rowvar=False))  # no n
-    stats, meta = fideval.streaming.statistics(str(tmp_path / "pf.npz"))
+    stats, _ = fideval.streaming.statistics(str(tmp_path / "pf.npz"))
     assert stats.n is None
     np.testing.assert_array_equal(stats.mu, x.mean(0))
     np.testing.assert_array_equal(stats.sigma, np.cov(x, rowvar=False))
