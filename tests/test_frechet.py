@@ -310,3 +310,97 @@ def test_low_rank_route_with_known_n_is_exact_and_checked(rng):
     wrong = frechet_details(m1, s1, z.mean(0), sz, n2=10)
     assert wrong.method == "eigh-eigvalsh"
     assert wrong.value == pytest.approx(frechet_details(m1, s1, z.mean(0), sz).value, rel=1e-12)
+
+
+# --------------------------------------------------------------------------- N unknown
+
+
+def _singular_pair(rng, d=48, n1=20, n2=30):
+    x = rng.standard_normal((n1, d)) @ random_spd(rng, d, cond=50.0)
+    y = rng.standard_normal((n2, d)) * 1.3 + 0.2
+    return x, y
+
+
+def _stats(x):
+    return x.mean(0), np.cov(x, rowvar=False)
+
+
+def _counting(monkeypatch, name):
+    calls = []
+    original = getattr(torch.linalg, name)
+
+    def counted(*a, **k):
+        calls.append(1)
+        return original(*a, **k)
+
+    monkeypatch.setattr(torch.linalg, name, counted)
+    return calls
+
+
+def test_unknown_n_full_rank_reads_side_one_rank_from_the_product(rng, monkeypatch):
+    """Σ2 = LLᵀ positive definite: LᵀΣ1L is congruent to Σ1 (Sylvester), so when all its
+    eigenvalues clear round-off Σ1 is full rank — no factorization of Σ1 at all."""
+    d = 24
+    x, y = rng.standard_normal((200, d)) @ random_spd(rng, d), rng.standard_normal((150, d))
+    (m1, s1), (m2, s2) = _stats(x), _stats(y)
+    chol = _counting(monkeypatch, "cholesky_ex")
+    eigh = _counting(monkeypatch, "eigh")
+    r = frechet_details(m1, s1, m2, s2)
+    assert len(chol) == 1 and not eigh  # Σ2 only
+    assert r.rank1 == r.rank2 == d and r.method == "cholesky-eigvalsh"
+    assert r.value == pytest.approx(frechet_from_features(x, y).value, rel=1e-10)
+
+
+def test_unknown_n_singular_factors_each_side_once_without_eigh(rng, monkeypatch):
+    """N unknown, both N < d: one pivoted Cholesky per side gives its rank and its factor;
+    tr((Σ1Σ2)^½) from the Gram matrix of GᵀF. No eigendecomposition of a d×d matrix, one
+    plain Cholesky attempt (Σ2's) in all."""
+    x, y = _singular_pair(rng)
+    (m1, s1), (m2, s2) = _stats(x), _stats(y)
+    chol = _counting(monkeypatch, "cholesky_ex")
+    eigh = _counting(monkeypatch, "eigh")
+    r = frechet_details(m1, s1, m2, s2)
+    assert len(chol) == 1 and not eigh
+    assert r.method == "pivoted-cholesky-gram"
+    assert (r.rank1, r.rank2) == (len(x) - 1, len(y) - 1)
+    exact = frechet_from_features(x, y).value
+    assert abs(r.value - exact) <= r.clamped_fd_bound + 1e-10 * exact
+    assert abs(r.value - exact) <= 1e-10 * exact
+    assert any("N unknown" in w and "pivoted Cholesky" in w for w in r.warnings)
+
+
+@pytest.mark.parametrize("singular", ["side1", "side2"])
+def test_unknown_n_one_side_singular(rng, singular):
+    """Σ2 PD with Σ1 singular (rank from Σ1's own factorization, the product's structural
+    zeros removed), and Σ2 singular with Σ1 PD (the Gram route): ranks and values."""
+    d = 40
+    few, many = rng.standard_normal((15, d)) + 0.1, rng.standard_normal((300, d)) * 0.7
+    x, y = (few, many) if singular == "side1" else (many, few)
+    (m1, s1), (m2, s2) = _stats(x), _stats(y)
+    r = frechet_details(m1, s1, m2, s2)
+    assert r.rank1 == min(len(x) - 1, d) and r.rank2 == min(len(y) - 1, d)
+    exact = frechet_from_features(x, y).value
+    assert abs(r.value - exact) <= 1e-10 * exact
+
+
+def test_unknown_n_without_scipy_takes_the_eigen_route(rng, monkeypatch):
+    import fideval.frechet as kernel
+
+    x, y = _singular_pair(rng)
+    (m1, s1), (m2, s2) = _stats(x), _stats(y)
+    fast = frechet_details(m1, s1, m2, s2)
+    monkeypatch.setattr(kernel, "_lapack_pstrf", lambda: None)
+    slow = frechet_details(m1, s1, m2, s2)
+    assert slow.method == "eigh-gram" and (slow.rank1, slow.rank2) == (fast.rank1, fast.rank2)
+    assert slow.value == pytest.approx(fast.value, rel=1e-10)
+
+
+def test_unknown_n_indefinite_side_one_is_an_error_on_the_gram_route(rng):
+    d = 30
+    y = rng.standard_normal((10, d))  # Σ2 singular: the Gram route
+    a = rng.standard_normal((d, d))
+    w, v = np.linalg.eigh(a @ a.T)
+    w[0] = -1e-6 * w[-1]
+    bad = (v * w) @ v.T
+    with pytest.raises(NumericalError, match=r"sigma1 is not positive semidefinite"):
+        frechet_details(np.zeros(d), 0.5 * (bad + bad.T), y.mean(0), np.cov(y, rowvar=False))

@@ -154,7 +154,8 @@ def evaluate(
     extractor options are those of :func:`fideval.fid`. ``cache``: a folder where
     extracted features are kept, keyed by the extractor's provenance and a fingerprint
     of every file, so a second call on the same images extracts nothing.
-    ``*_options``: keyword arguments of :func:`~fideval.metrics.kid.kid`, :func:`~fideval.metrics.prdc.prdc`,
+    ``*_options``: keyword arguments of :func:`~fideval.metrics.kid.kid`,
+    :func:`~fideval.metrics.prdc.prdc`,
     :func:`~fideval.metrics.inception_score.inception_score` and
     :func:`~fideval.metrics.cmmd.cmmd`. Values: ``fid`` (squared feature units),
     ``kid``/``kid_std``, ``precision``/``recall``/``density``/``coverage``,

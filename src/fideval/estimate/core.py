@@ -32,7 +32,7 @@ from ..frechet import FrechetReference
 from ..stats import GaussianStats, GroupedStats
 from .bias import Combo, add_combo, jackknife_combos, quadratic_combos, richardson_combos
 from .infinity import chong_forsyth_combos, nested_points
-from .intervals import influence_variance, linear_se, t_quantile
+from .intervals import influence_sd, linear_se_sd, t_quantile
 from .result import FidEstimate
 from .subsets import UnionFrechet
 
@@ -75,6 +75,18 @@ def as_reference(reference: Any) -> FrechetReference:
         f"reference: expected a FrechetReference, GaussianStats or StatsRecord, got "
         f"{type(reference).__name__}"
     )
+
+
+def _require_finite(details: dict[str, Any]) -> None:
+    """Raise FidevalError when an estimate, slope or interval end overflowed float64."""
+    for name, entry in details.items():
+        for key, value in entry.items():
+            ends = value if isinstance(value, list) else [value]
+            if any(isinstance(v, float) and not math.isfinite(v) for v in ends):
+                raise FidevalError(
+                    f"estimate {name}.{key} overflows float64 (max ≈ 1.8e308); rescale the "
+                    f"features (FD scales as the square of the feature scale)"
+                )
 
 
 def _coefficients(combo: Combo, sizes: Sequence[int], ev: UnionFrechet) -> np.ndarray:
@@ -154,12 +166,13 @@ def estimate_fid(
     }
     fd_full = ev.fd(full)
     loo = [ev.fd(full - {g}).value for g in range(k)]
-    sigma2_if, _ = influence_variance(fd_full.value, loo, sizes)
+    sigma_if, _ = influence_sd(fd_full.value, loo, sizes)
+    sigma2_if = sigma_if * sigma_if
     tq = t_quantile(0.95, k - 1)
 
     def evaluate(combo: Combo) -> tuple[float, float]:
         value = sum(w * ev.fd(s).value for s, w in combo.items())
-        return float(value), linear_se(sigma2_if, _coefficients(combo, sizes, ev), sizes)
+        return float(value), linear_se_sd(sigma_if, _coefficients(combo, sizes, ev), sizes)
 
     def interval(value: float, se: float, extra: float = 0.0) -> tuple[float, float]:
         half = tq * se + extra
@@ -198,8 +211,10 @@ def estimate_fid(
             "fid_at_target_se": se_at,
             "extrapolation_error": dict(extra_of[name]),
         }
-    se_fid = linear_se(sigma2_if, _coefficients({full: 1.0}, sizes, ev), sizes)
+    _require_finite(details)
+    se_fid = linear_se_sd(sigma_if, _coefficients({full: 1.0}, sizes, ev), sizes)
     details["sigma2_if"] = sigma2_if
+    details["sigma_if"] = sigma_if
     details["t_quantile"] = tq
     details["fd_leave_one_out"] = loo
     details["mean_term"] = fd_full.mean_term
@@ -210,6 +225,11 @@ def estimate_fid(
     at = details[target_from]
     m = reference.n
     warnings = list(fd_full.warnings)
+    if math.isinf(sigma2_if):
+        warnings.append(
+            f"σ̂²_IF exceeds float64 (squared FD units per sample); details['sigma_if'] = "
+            f"{sigma_if:.3g} is its square root, and every interval was computed from it"
+        )
     valid = True
     smallest = min(ev.n_of(frozenset(p[:c])) for p in perms for c in nested_points(k, min_fraction))
     smallest = min(smallest, min(ev.n_of(full - {g}) for g in range(k)), n // 2)

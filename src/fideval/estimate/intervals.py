@@ -30,7 +30,7 @@ import numpy as np
 
 from .._tdist import student_t_ppf
 
-__all__ = ["influence_variance", "linear_se", "t_quantile"]
+__all__ = ["influence_sd", "influence_variance", "linear_se", "linear_se_sd", "t_quantile"]
 
 
 def t_quantile(level: float, df: int) -> float:
@@ -38,10 +38,15 @@ def t_quantile(level: float, df: int) -> float:
     return float(student_t_ppf(0.5 + level / 2.0, df))
 
 
-def influence_variance(
+def influence_sd(
     full: float, leave_one_out: Sequence[float], sizes: Sequence[int]
 ) -> tuple[float, np.ndarray]:
-    """σ̂²_IF from the delete-a-group jackknife, and the group values e_g.
+    """σ̂_IF = √σ̂²_IF from the delete-a-group jackknife, and the group values e_g.
+
+    e_g = −(N − n_g)/n_g · (FD_{−g} − FD_N), ē = Σ n_g e_g / N and
+    σ̂²_IF = Σ_g n_g (e_g − ē)²/(K − 1). The squares are taken of (e_g − ē)/2^j with 2^j
+    the largest |e_g − ē| (exact), so σ̂_IF is finite whenever the FDs are, even where
+    σ̂²_IF itself (FD² units) would overflow float64.
 
     Args:
         full: FD of all N samples.
@@ -49,19 +54,40 @@ def influence_variance(
         sizes: n_g, the group sizes.
 
     Returns:
-        (σ̂²_IF in squared FD units per sample, e_g array of length K).
+        (σ̂_IF in FD units·√samples, e_g array of length K).
     """
     n = np.asarray(sizes, dtype=np.float64)
     total = float(n.sum())
     loo = np.asarray(leave_one_out, dtype=np.float64)
-    e = -(total - n) / n * (loo - full)
-    e_bar = float((n * e).sum() / total)
+    e = -(loo - full) * ((total - n) / n)
+    dev = e - float(((n / total) * e).sum())
     k = len(n)
-    var = float((n * (e - e_bar) ** 2).sum() / (k - 1)) if k > 1 else math.nan
-    return var, e
+    if k < 2:
+        return math.nan, e
+    top = float(np.abs(dev).max())
+    if top == 0.0:
+        return 0.0, e
+    j = math.frexp(top)[1]
+    z = np.ldexp(dev, -j)
+    return math.ldexp(math.sqrt(float((n * z * z).sum()) / (k - 1)), j), e
+
+
+def influence_variance(
+    full: float, leave_one_out: Sequence[float], sizes: Sequence[int]
+) -> tuple[float, np.ndarray]:
+    """σ̂²_IF (squared FD units per sample; inf beyond float64) and the group values e_g
+    (see :func:`influence_sd`)."""
+    sd, e = influence_sd(full, leave_one_out, sizes)
+    return sd * sd, e
 
 
 def linear_se(sigma2_if: float, coefficients: np.ndarray, sizes: Sequence[int]) -> float:
     """√(σ²_IF Σ_g c_g²/n_g): the first-order standard error of Σ_j w_j FD(S_j)."""
     n = np.asarray(sizes, dtype=np.float64)
     return math.sqrt(max(sigma2_if, 0.0) * float((coefficients**2 / n).sum()))
+
+
+def linear_se_sd(sigma_if: float, coefficients: np.ndarray, sizes: Sequence[int]) -> float:
+    """σ_IF·√(Σ_g c_g²/n_g): :func:`linear_se` from σ_IF, free of its square's overflow."""
+    n = np.asarray(sizes, dtype=np.float64)
+    return sigma_if * math.sqrt(float((coefficients**2 / n).sum()))
