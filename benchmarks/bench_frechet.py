@@ -1,15 +1,18 @@
 """Fréchet step: fideval vs pytorch-fid's sqrtm formula, same statistics, one run.
 
 Synthetic ReLU-like correlated features (d=2048), N=10 000 (full rank) and N=1 000
-(rank-deficient). Prints seconds and the speed ratio of both fideval routes — the
-statistics route (N known) and the exact features route (QR + nuclear norm) — against
-pytorch-fid, and each value's relative difference from the features route (whose
-accuracy tests/test_frechet_hard.py measures against a 40-digit reference).
+(rank-deficient). Prints seconds and the speed ratio against pytorch-fid
+(``calculate_frechet_distance``: ``scipy.linalg.sqrtm`` of Σ1Σ2) of the drop-in
+``frechet_distance(mu1, sigma1, mu2, sigma2)`` (N unknown, as with pytorch-fid's
+``.npz`` files), the statistics route with N known, a cached reference, and the exact
+features route (QR + nuclear norm), and each value's relative difference from the
+features route (whose accuracy tests/test_frechet_hard.py measures against a 40-digit
+reference).
 
 Also: streaming statistics throughput (features/s) against a plain float64 ``X.T @ X``
 of the same data, and peak memory of streaming as N grows (flat in N).
 
-    python benchmarks/bench_frechet.py [--d 2048] [--repeats 1]
+    python benchmarks/bench_frechet.py [--d 2048] [--n 10000 1000] [--repeats 3] [--no-streaming]
 """
 
 from __future__ import annotations
@@ -21,8 +24,21 @@ import tracemalloc
 import numpy as np
 import torch
 
-from fideval.frechet import FrechetReference, frechet_details, frechet_from_features
+from fideval.frechet import (
+    FrechetReference,
+    frechet_details,
+    frechet_distance,
+    frechet_from_features,
+)
 from fideval.stats import GaussianStats
+
+
+def anchor_name() -> str:
+    try:
+        import pytorch_fid  # noqa: F401
+    except ImportError:
+        return "pytorch-fid's formula, re-implemented (scipy sqrtm)"
+    return "pytorch-fid calculate_frechet_distance (scipy sqrtm)"
 
 
 def anchor_frechet(mu1, sigma1, mu2, sigma2) -> float:
@@ -67,18 +83,28 @@ def bench_distance(d: int, n: int, repeats: int, rng: np.random.Generator) -> No
     mu2, s2 = y.mean(0, dtype=np.float64), np.cov(y, rowvar=False)
 
     t_anchor, v_anchor = timed(lambda: anchor_frechet(mu1, s1, mu2, s2), 1)
+    t_drop, v_drop = timed(lambda: frechet_distance(mu1, s1, mu2, s2), repeats)
+    r_drop = frechet_details(mu1, s1, mu2, s2)
     t_ours, r = timed(lambda: frechet_details(mu1, s1, mu2, s2, n1=n, n2=n), repeats)
     ref = FrechetReference(mu2, s2, n=n)
     t_cached, rc = timed(lambda: ref.compare(mu1, s1, n=n), repeats)
     print(f"\nd={d}, N={n} ({'rank-deficient' if n <= d else 'full rank'})")
-    print(f"  pytorch-fid (scipy sqrtm)   {t_anchor:8.2f} s   FID {v_anchor:.10g}")
-    print(f"  fideval.frechet [{r.method}] {t_ours:8.2f} s   FID {r.value:.10g}")
+    print(f"  {anchor_name()}  {t_anchor:8.2f} s   FID {v_anchor:.10g}")
+    print(f"  fideval.frechet_distance, no N [{r_drop.method}] {t_drop:8.2f} s   FID {v_drop:.10g}")
+    print(f"  fideval.frechet, N known [{r.method}] {t_ours:8.2f} s   FID {r.value:.10g}")
     print(f"  fideval cached reference    {t_cached:8.2f} s   FID {rc.value:.10g}")
-    print(f"  speed-up: {t_anchor / t_ours:.1f}x (cached: {t_anchor / t_cached:.1f}x)")
+    print(
+        f"  speed-up: drop-in without N {t_anchor / t_drop:.1f}x, N known "
+        f"{t_anchor / t_ours:.1f}x (cached: {t_anchor / t_cached:.1f}x)"
+    )
     t_feat, exact = timed(lambda: frechet_from_features(x, y), repeats)
     print(f"  fideval features [{exact.method}] {t_feat:8.2f} s   FID {exact.value:.10g}")
     print(f"  speed-up of the features route: {t_anchor / t_feat:.1f}x")
-    for name, v in (("pytorch-fid", v_anchor), ("fideval stats", r.value)):
+    for name, v in (
+        ("pytorch-fid", v_anchor),
+        ("fideval no N", v_drop),
+        ("fideval stats", r.value),
+    ):
         print(
             f"  rel. difference from the features route, {name:13s}: "
             f"{abs(v - exact.value) / exact.value:.2e}"
@@ -126,11 +152,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--d", type=int, default=2048)
     ap.add_argument("--repeats", type=int, default=3, help="best of R for fideval (anchor: 1)")
+    ap.add_argument("--n", type=int, nargs="+", default=[10_000, 1_000], help="sample counts")
     ap.add_argument("--no-streaming", action="store_true", help="skip the streaming part")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     print(f"torch threads: {torch.get_num_threads()}")
-    for n in (10_000, 1_000):
+    for n in args.n:
         bench_distance(args.d, n, args.repeats, rng)
     if not args.no_streaming:
         bench_streaming(args.d, 20_000, rng)

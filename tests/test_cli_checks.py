@@ -28,10 +28,10 @@ import fideval.cli.stats as cli_stats
 import fideval.data.images as images_mod
 import fideval.features.registry as registry_mod
 import fideval.streaming as streaming_mod
-from fideval.cli import main
 from fideval.errors import FidevalError
 from fideval.io.statsfile import save_stats
 from fideval.stats import GaussianStats
+from helpers import cli, one_error_line
 
 PREFIX = "fideval: warning: "
 
@@ -42,20 +42,6 @@ class WorkStarted(AssertionError):
 
 def _forbid(*_args, **_kwargs):
     raise WorkStarted("the work started before the checks")
-
-
-def _cli(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def _one_error_line(err: str, command: str) -> str:
-    lines = err.splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith(f"fideval {command}: error: "), err
-    assert "Traceback" not in err
-    return lines[0]
 
 
 @pytest.fixture
@@ -128,23 +114,23 @@ def test_stats_output_refused_before_the_work(
 ):
     (tmp_path / "FILE").write_text("a regular file")
     (tmp_path / "isdir.npz").mkdir()
-    code, out, err = _cli(capsys, "stats", feats, "-o", tmp_path / output)
+    code, out, err = cli(capsys, "stats", feats, "-o", tmp_path / output)
     assert code == 2 and out == ""
-    line = _one_error_line(err, "stats")
+    line = one_error_line(err, "stats")
     assert line.endswith(message.format(tmp=tmp_path)) or message.format(tmp=tmp_path) in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["FILE", "f.npy", "isdir.npz"]
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs procfs")
 def test_stats_output_in_proc_refused_before_the_work(feats, capsys, no_streaming):
-    code, _, err = _cli(capsys, "stats", feats, "-o", "/proc/x.npz")
+    code, _, err = cli(capsys, "stats", feats, "-o", "/proc/x.npz")
     assert code == 2
-    assert "/proc/x.npz: cannot write in folder /proc (" in _one_error_line(err, "stats")
+    assert "/proc/x.npz: cannot write in folder /proc (" in one_error_line(err, "stats")
 
 
 def test_stats_output_folder_is_created(tmp_path, feats, capsys):
     out = tmp_path / "new" / "deeper" / "s.npz"
-    assert _cli(capsys, "stats", feats, "-o", out)[0] == 0
+    assert cli(capsys, "stats", feats, "-o", out)[0] == 0
     assert out.is_file()
 
 
@@ -170,11 +156,11 @@ def test_demo_output_folder_checked_before_training(tmp_path, capsys, monkeypatc
 
     monkeypatch.setattr(demo_mod, "run_demo", _forbid)
     (tmp_path / "FILE").write_text("x")
-    code, _, err = _cli(capsys, "demo", "--out", tmp_path / "FILE", "--quick")
+    code, _, err = cli(capsys, "demo", "--out", tmp_path / "FILE", "--quick")
     assert code == 2
-    assert "FILE: exists and is not a folder" in _one_error_line(err, "demo")
-    code, _, err = _cli(capsys, "demo", "--out", tmp_path / "FILE" / "sub", "--quick")
-    assert code == 2 and "is a file" in _one_error_line(err, "demo")
+    assert "FILE: exists and is not a folder" in one_error_line(err, "demo")
+    code, _, err = cli(capsys, "demo", "--out", tmp_path / "FILE" / "sub", "--quick")
+    assert code == 2 and "is a file" in one_error_line(err, "demo")
 
 
 # --------------------------------------------------------------------------- empty folders
@@ -185,9 +171,9 @@ def test_stats_of_empty_folder_refused_at_once(tmp_path, capsys, no_images):
     (empty / "sub").mkdir(parents=True)
     (empty / "notes.txt").write_text("no images here")
     (empty / "sub" / ".hidden.png").write_bytes(b"")
-    code, _, err = _cli(capsys, "stats", empty, "-o", tmp_path / "s.npz", "--weights", "nope")
+    code, _, err = cli(capsys, "stats", empty, "-o", tmp_path / "s.npz", "--weights", "nope")
     assert code == 2
-    assert f"no image files in folder {empty} (searched recursively for " in _one_error_line(
+    assert f"no image files in folder {empty} (searched recursively for " in one_error_line(
         err, "stats"
     )
 
@@ -200,9 +186,9 @@ def test_fid_with_an_empty_folder_refused_before_extraction(
     empty.mkdir()
     sides = [folder, folder]
     sides[empty_side] = empty
-    code, _, err = _cli(capsys, "fid", *sides, "--weights", "nope")
+    code, _, err = cli(capsys, "fid", *sides, "--weights", "nope")
     assert code == 2
-    assert f"no image files in folder {empty}" in _one_error_line(err, "fid")
+    assert f"no image files in folder {empty}" in one_error_line(err, "fid")
 
 
 @pytest.mark.parametrize("command", ["kid", "prdc"])
@@ -211,13 +197,13 @@ def test_sample_metrics_check_both_sides_before_extracting(
 ):
     empty = tmp_path / "empty"
     empty.mkdir()
-    code, _, err = _cli(capsys, command, folder, empty, "--weights", "nope")
-    assert code == 2 and f"no image files in folder {empty}" in _one_error_line(err, command)
+    code, _, err = cli(capsys, command, folder, empty, "--weights", "nope")
+    assert code == 2 and f"no image files in folder {empty}" in one_error_line(err, command)
     ref = tmp_path / "ref.npz"
     _stats_file(ref, 5, {})
-    code, _, err = _cli(capsys, command, folder, ref, "--weights", "nope")
+    code, _, err = cli(capsys, command, folder, ref, "--weights", "nope")
     assert code == 2
-    assert f"{ref}: a statistics file holds only mean and covariance" in _one_error_line(
+    assert f"{ref}: a statistics file holds only mean and covariance" in one_error_line(
         err, command
     )
 
@@ -254,7 +240,7 @@ def test_fid_stats_provenance_checked_before_extracting_images(
 ):
     ref = tmp_path / "ref.npz"
     _stats_file(ref, 64, {**inception_meta, **change})
-    code, _, err = _cli(capsys, "fid", ref, folder, "--dims", "64", *flags, *_image_flags(weights))
+    code, _, err = cli(capsys, "fid", ref, folder, "--dims", "64", *flags, *_image_flags(weights))
     assert code == 2
     line = err.splitlines()[-1]
     assert line.startswith("fideval fid: error: statistics were made by different pipelines")
@@ -266,7 +252,7 @@ def test_fid_stats_dims_checked_before_extracting_images(
 ):
     ref = tmp_path / "ref.npz"
     _stats_file(ref, 8, inception_meta)
-    code, _, err = _cli(capsys, "fid", folder, ref, "--dims", "64", *_image_flags(weights))
+    code, _, err = cli(capsys, "fid", folder, ref, "--dims", "64", *_image_flags(weights))
     assert code == 2
     assert err.splitlines()[-1] == (
         f"fideval fid: error: dimension mismatch: {folder} has d=64 (made by extractor "
@@ -279,9 +265,9 @@ def test_distance_dims_checked_before_streaming_features(tmp_path, feats, capsys
     monkeypatch.setattr(streaming_mod, "stream", _forbid)
     ref = tmp_path / "ref.npz"
     _stats_file(ref, 7, {})
-    code, _, err = _cli(capsys, "distance", ref, feats)
+    code, _, err = cli(capsys, "distance", ref, feats)
     assert code == 2
-    assert _one_error_line(err, "distance").endswith(
+    assert one_error_line(err, "distance").endswith(
         f"dimension mismatch: {ref} has d=7, {feats} has d=5"
     )
 
@@ -299,7 +285,7 @@ def test_library_warnings_print_as_one_plain_line(feats, tmp_path, capsys, monke
 
     monkeypatch.setattr(cli_stats, "statistics", warning_stats)
     before = warnings.showwarning
-    code, _, err = _cli(capsys, "stats", feats, "-o", tmp_path / "s.npz")
+    code, _, err = cli(capsys, "stats", feats, "-o", tmp_path / "s.npz")
     assert code == 0
     assert err.splitlines() == [PREFIX + "first line second line", PREFIX + "a runtime matter"]
     assert warnings.showwarning is before  # the hook is removed afterwards
@@ -329,7 +315,7 @@ def test_distance_result_warnings_on_stderr(tmp_path, capsys, as_json):
     rng = np.random.default_rng(3)
     np.save(tmp_path / "x.npy", rng.standard_normal((20, 64)))
     np.save(tmp_path / "y.npy", rng.standard_normal((30, 64)))
-    code, out, err = _cli(
+    code, out, err = cli(
         capsys, "distance", tmp_path / "x.npy", tmp_path / "y.npy", *(["--json"] if as_json else [])
     )
     assert code == 0
@@ -349,7 +335,7 @@ def test_estimate_warnings_on_stderr(tmp_path, capsys, as_json):
     np.save(tmp_path / "g.npy", rng.standard_normal((600, 4)))
     ref = tmp_path / "ref.npz"
     _stats_file(ref, 4, {})
-    code, out, err = _cli(
+    code, out, err = cli(
         capsys,
         "estimate",
         tmp_path / "g.npy",
@@ -387,10 +373,10 @@ def test_motion_prints_the_suites_warnings(tmp_path, capsys, monkeypatch, replic
     monkeypatch.setattr(cli_motion, "motion_suite", suite)
     flags = _motion_files(tmp_path, 40, 8, 50)
     reps = [] if replications is None else ["--replications", str(replications)]
-    code, out, err = _cli(capsys, "motion", *flags, "--pool", "8", "--diversity-times", "10", *reps)
+    code, out, err = cli(capsys, "motion", *flags, "--pool", "8", "--diversity-times", "10", *reps)
     assert code == 0 and "fid:" in out
     assert err.splitlines() == [PREFIX + "FID: N=40 ≤ d=8 is rank-deficient"]
-    code, out, err = _cli(
+    code, out, err = cli(
         capsys, "motion", *flags, "--pool", "8", "--diversity-times", "10", *reps, "--json"
     )
     assert json.loads(out)["warnings"] == ["FID: N=40 ≤ d=8 is rank-deficient"]
@@ -403,7 +389,7 @@ def test_motion_with_n_below_d_warns(tmp_path, capsys):
     Needs the motion suite's ``"warnings"`` key (fideval.metrics.motion).
     """
     flags = _motion_files(tmp_path, 256, 512, 600)
-    code, out, err = _cli(capsys, "motion", *flags, "--diversity-times", "50")
+    code, out, err = cli(capsys, "motion", *flags, "--diversity-times", "50")
     assert code == 0 and "fid:" in out
     lines = err.splitlines()
     assert lines and all(ln.startswith(PREFIX) for ln in lines), err
@@ -422,7 +408,7 @@ def test_bad_weights_file_is_one_line(tmp_path, folder, capsys, command, no_imag
         if command == "stats"
         else [command, folder, folder]
     )
-    code, _, err = _cli(capsys, *argv, *_image_flags(bad))
+    code, _, err = cli(capsys, *argv, *_image_flags(bad))
     assert code == 2
     lines = err.splitlines()
     errors = [ln for ln in lines if ln.startswith(f"fideval {command}: error: ")]
@@ -450,8 +436,8 @@ def test_text_file_named_npz_is_not_a_statistics_file(tmp_path, feats, capsys, c
     fake = tmp_path / "x.npz"
     fake.write_text("mu,sigma\n1,2\n")
     argv = [command, feats, fake] if command == "estimate" else [command, fake, feats]
-    code, _, err = _cli(capsys, *argv)
+    code, _, err = cli(capsys, *argv)
     assert code == 2
-    line = _one_error_line(err, command)
+    line = one_error_line(err, command)
     assert f"{fake}: not a statistics file" in line, line
     assert "allow_pickle" not in line and "contains pickled (object) data" not in line

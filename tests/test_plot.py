@@ -41,6 +41,7 @@ def test_figure_panels_scale_and_best_marker():
     labels = top.get_legend_handles_labels()[1]
     assert "best: step 3000" in labels
     assert bottom.get_ylabel() == "FID − previous"
+    assert bottom.get_yscale() == "symlog"  # differences from 191 down to 1
     flat = figure(_records([30.0, 25.0, 24.0], paired=False))
     assert len(flat.axes) == 1 and flat.axes[0].get_yscale() == "linear"
     marked = _records([30.0, 25.0, 24.0])

@@ -7,7 +7,8 @@
   y axis is logarithmic when the values span more than a factor of 10;
 * bottom, when the records carry paired comparisons (``FIDEvaluator(paired=True)``):
   ``vs_previous.difference`` = FID(this step) − FID(previous evaluation) with its 95%
-  interval, filled where the interval excludes 0.
+  interval, filled where the interval excludes 0; a symmetric-log axis (linear within
+  the median half-width) when the differences' sizes span more than a factor of 10.
 
 matplotlib is imported only here, lazily (``pip install 'fideval[plot]'``); without it,
 :func:`plot_log` raises a :class:`~fideval.errors.FidevalError` saying so.
@@ -19,6 +20,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from .errors import FidevalError
 
@@ -133,6 +136,11 @@ def figure(
             style = {"marker": "o", "ms": 5, "capsize": 3, "color": color}
             style["mfc"] = color if significant else "white"
             bx.errorbar([int(r["step"])], [d], yerr=[[d - a], [b - d]], **style)
+        mags = [abs(float(r["vs_previous"]["difference"])) for r in diffs]
+        if use_log_scale([m for m in mags if m > 0]):
+            # Early steps dwarf late ones: linear within the typical half-width, log beyond.
+            halves = [0.5 * abs(b - a) for a, b in (r["vs_previous"]["ci95"] for r in diffs)]
+            bx.set_yscale("symlog", linthresh=max(float(np.median(halves)), 1e-12))
         bx.axhline(0.0, color="black", lw=0.8)
         bx.set_ylabel("FID − previous")
         bx.set_title(

@@ -21,7 +21,7 @@ The FID Inception, DINOv2, CLIP and the digits CNN satisfy the contract; any oth
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -91,11 +91,17 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return torch.device(device)
 
 
-def state_sha256(module: nn.Module) -> str:
+def state_sha256(state: nn.Module | Mapping[str, Any]) -> str:
+    """The one weights hash of in-memory weights: SHA-256 over each entry of a state dict
+    (a module's, or any mapping of tensors), keys sorted, as ``key:dtype:shape;`` then the
+    raw bytes (bfloat16 as float32). A weights *file* is hashed by its bytes instead
+    (:func:`fideval.io.weights.sha256_file`)."""
+    items = state.state_dict() if isinstance(state, nn.Module) else state
     h = hashlib.sha256()
-    for key, value in sorted(module.state_dict().items()):
-        h.update(key.encode())
-        h.update(value.detach().cpu().contiguous().numpy().tobytes())
+    for key in sorted(items):
+        t = torch.as_tensor(items[key]).detach().cpu().contiguous()
+        h.update(f"{key}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update((t.float() if t.dtype == torch.bfloat16 else t).numpy().tobytes())
     return h.hexdigest()
 
 

@@ -43,7 +43,6 @@ Differences from the published wrapper, on purpose:
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 import zlib
 from collections.abc import Mapping
@@ -56,6 +55,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from ..errors import FidevalError
+from ..features.base import state_sha256
 
 #: Pose feature width (channels per frame) of each dataset.
 DIM_POSE = {"humanml": 263, "kit": 251}
@@ -193,16 +193,8 @@ def _build(dataset: str) -> _Networks:
 
 
 def _state_sha256(ckpt: Mapping[str, Any]) -> str:
-    """SHA-256 over (module, key, dtype, shape, bytes) of the three state dicts, in key order."""
-    h = hashlib.sha256()
-    for module in MODULES:
-        for key in sorted(ckpt[module]):
-            t = torch.as_tensor(ckpt[module][key]).detach().cpu().contiguous()
-            h.update(f"{module}.{key}:{t.dtype}:{tuple(t.shape)};".encode())
-            h.update(
-                t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes()
-            )
-    return h.hexdigest()
+    """The weights hash of the three state dicts, as one state dict ``module.key``."""
+    return state_sha256({f"{m}.{k}": v for m in MODULES for k, v in ckpt[m].items()})
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
