@@ -356,6 +356,10 @@ def stream(
             progress=progress,
         )
         images.skip = skip
+        prepare = getattr(extractor, "prepare", None)
+        if prepare is not None:  # compile="auto" decides from the job's size
+            total = images.n_total
+            prepare(None if total is None else max(0, total - skip))
         batches = iter(images)
     row = 0
     try:

@@ -228,6 +228,13 @@ def add_image_flags(
         help="skip unreadable images and images whose size does not fit the batch (reported) "
         "instead of stopping",
     )
+    g.add_argument(
+        "--compile",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="torch.compile the network: auto (default) only when the job is large enough "
+        "for the compile time to pay, on, or off; falls back to eager with one warning",
+    )
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -266,6 +273,7 @@ def lazy_extractor(args: argparse.Namespace, **extra: Any) -> Any:
         "device": getattr(args, "device", None),
         "dims": args.dims,
         "profile": args.profile,
+        "compile": {"auto": "auto", "on": True, "off": False}[getattr(args, "compile", "auto")],
         **extra,
     }
 

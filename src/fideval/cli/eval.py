@@ -54,11 +54,7 @@ def run(args: argparse.Namespace) -> int:
         args.a,
         args.b,
         names,
-        extractor=args.extractor,
-        weights=args.weights,
-        device=args.device,
-        dims=args.dims,
-        profile=args.profile,
+        extractor=_common.lazy_extractor(args).get(),
         cache=args.cache,
         force=args.force,
         kid_options={

@@ -133,6 +133,29 @@ class FrozenModule(nn.Module):
         """Always stays in eval mode (the extractor is frozen); returns ``self``."""
         return super().train(False)
 
+    def set_compile(self, mode: Any) -> FrozenModule:
+        """``"auto"`` (compile a large job's network), ``True`` or ``False``; see
+        :mod:`fideval.features.compiled`. Returns ``self``."""
+        from .compiled import CompiledNet
+
+        target = self.module if isinstance(self, ModuleExtractor) else self.net
+        object.__setattr__(self, "_runner", CompiledNet(target, mode))
+        return self
+
+    def prepare(self, n_images: int | None) -> None:
+        """Told by the stream how many images are coming (``compile="auto"`` decides)."""
+        runner = self.__dict__.get("_runner")
+        if runner is not None:
+            runner.prepare(n_images, self.device)
+
+    def run_net(self, *args: Any, **kwargs: Any) -> Any:
+        """The network on its input: compiled when that was asked for and works."""
+        runner = self.__dict__.get("_runner")
+        if runner is not None:
+            return runner(*args, **kwargs)
+        net = self.module if isinstance(self, ModuleExtractor) else self.net
+        return net(*args, **kwargs)
+
     def base_provenance(self) -> dict[str, Any]:
         """The keys every image extractor records (its own are added by ``provenance()``)."""
         return {
@@ -201,7 +224,7 @@ class ModuleExtractor(FrozenModule):
         if param is not None:
             x = x.to(param.device)
         with torch.inference_mode():
-            out = self.module(x)
+            out = self.run_net(x)
         if not isinstance(out, torch.Tensor) or out.ndim != 2:
             shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             raise FidevalError(f"extractor {self.id}: expected (B, d) features, got {shape}")

@@ -425,7 +425,7 @@ class CLIPExtractor(FrozenModule):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """L2-normalized embeddings (B, 768) of preprocessed input (B, 3, 336, 336)."""
         with torch.inference_mode(), full_float32(self.device):
-            return F.normalize(self.net(x.to(self.device)).float(), dim=-1)
+            return F.normalize(self.run_net(x.to(self.device)).float(), dim=-1)
 
     def forward(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
         """L2-normalized embeddings (B, 768) float32 of uint8 / [0, 1] images of any size."""

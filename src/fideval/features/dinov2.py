@@ -432,7 +432,7 @@ class DINOv2Extractor(FrozenModule):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """CLS features (B, dims) float32 of preprocessed input (B, 3, 224, 224)."""
         with torch.inference_mode(), full_float32(self.device):
-            return self.net(x.to(self.device)).float()
+            return self.run_net(x.to(self.device)).float()
 
     def forward(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
         """CLS features (B, dims) float32 of uint8 or [0, 1] float images of any size."""

@@ -430,7 +430,7 @@ class InceptionExtractor(FrozenModule):
         input (B, 3, 299, 299) in [-1, 1], float32."""
         x = self._prepare(images)
         with torch.inference_mode():
-            out = self.net(x, outputs)
+            out = self.run_net(x, outputs)
         return {k: v.float() for k, v in out.items()}
 
     def features(self, images: torch.Tensor) -> torch.Tensor:

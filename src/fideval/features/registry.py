@@ -109,8 +109,12 @@ def extractor(name_or_module: Any = "inception", **options: Any) -> Any:
     images (B, C, H, W) to features (B, d). ``options`` (``weights=``, ``device=``,
     ``profile=``, ``dims=`` …) are passed to the named extractor's factory; ``None``
     values mean its default. An option the extractor does not take is an error.
+    Every extractor also takes ``compile=`` (``"auto"``, the default for a name:
+    ``torch.compile`` when a job is large enough to pay; ``True``; ``False``; see
+    :mod:`fideval.features.compiled`).
     """
     given = {k: v for k, v in options.items() if v is not None}
+    mode = given.pop("compile", None)
     if not isinstance(name_or_module, str):
         from .base import as_extractor
 
@@ -120,7 +124,7 @@ def extractor(name_or_module: Any = "inception", **options: Any) -> Any:
                 f"extractor options {sorted(given)} apply to a registry name; "
                 f"{type(name_or_module).__name__} is already built"
             )
-        return as_extractor(name_or_module, **wrap)
+        return _with_compile(as_extractor(name_or_module, **wrap), "auto" if mode is None else mode)
     entry = spec(name_or_module)
     unknown = sorted(set(given) - set(entry.options))
     if unknown:
@@ -136,7 +140,14 @@ def extractor(name_or_module: Any = "inception", **options: Any) -> Any:
                 f"extractor {entry.name!r}: {key}={value!r} is not one of "
                 f"{', '.join(map(str, allowed))}"
             )
-    return entry.factory(**given)
+    return _with_compile(entry.factory(**given), "auto" if mode is None else mode)
+
+
+def _with_compile(ext: Any, mode: Any) -> Any:
+    """Set the extractor's compile mode (every extractor takes ``compile=``)."""
+    if mode is not None and hasattr(ext, "set_compile"):
+        ext.set_compile(mode)
+    return ext
 
 
 # --------------------------------------------------------------------------- built-ins

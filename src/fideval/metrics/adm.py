@@ -890,7 +890,10 @@ def adm_suite(
 
         check_writable(save_stats)
     if extractor is None:
-        extractor = build_extractor("inception", dims=POOL_DIM, weights=weights, device=device)
+        # uncompiled: ADM reads Mixed_6d through a forward hook
+        extractor = build_extractor(
+            "inception", dims=POOL_DIM, weights=weights, device=device, compile=False
+        )
     t0 = time.perf_counter()
     with ADMInception(extractor) as net:
         if ref.has_images:
