@@ -46,9 +46,9 @@ from ..stats import GaussianStats
 from .influence import (
     FrechetInfluence,
     GaussianRoots,
-    as_feature_tensor,
+    feature_shape,
+    feature_stats,
     gaussian_roots,
-    roots_from_features,
 )
 
 __all__ = ["Comparison", "compare_features", "compare_influence"]
@@ -238,13 +238,15 @@ def compare_influence(
 class _Reference:
     roots: GaussianRoots
     kernel: FrechetReference | None  # statistics route
-    features: torch.Tensor | None  # features route
+    features: ArrayLike | None  # features route
     n: int | None
 
 
 def _resolve_reference(reference: Any, d: int) -> _Reference:
     """Reference features (M, d), or statistics: GaussianStats, StatsRecord, or anything
     with ``mu``, ``sigma`` (and ``n``)."""
+    if hasattr(reference, "record"):  # fideval.train's ReferenceStats
+        reference = reference.record
     if isinstance(reference, GaussianStats):
         mu, sigma, n = reference.mean, reference.cov, reference.n
     elif hasattr(reference, "mu") and hasattr(reference, "sigma"):
@@ -255,12 +257,14 @@ def _resolve_reference(reference: Any, d: int) -> _Reference:
                 f"reference: expected features (M, d) or statistics (GaussianStats, "
                 f"StatsRecord), got an array of shape {tuple(reference.shape)}"
             )
-        feats = as_feature_tensor(reference, "reference features")
-        if feats.shape[1] != d:
+        m, dr = feature_shape(reference, "reference features")
+        if dr != d:
             raise FidevalError(
-                f"dimension mismatch: features have d={d}, reference features d={feats.shape[1]}"
+                f"dimension mismatch: features have d={d}, reference features d={dr}"
             )
-        return _Reference(roots_from_features(feats, "reference features"), None, feats, len(feats))
+        st = feature_stats(reference, "reference features")
+        roots = gaussian_roots(st.mean_tensor, st.cov_tensor, m, name="reference features")
+        return _Reference(roots, None, reference, m)
     else:
         raise FidevalError(
             f"reference: expected features (M, d), a GaussianStats or a StatsRecord, got "
@@ -272,17 +276,19 @@ def _resolve_reference(reference: Any, d: int) -> _Reference:
     return _Reference(gaussian_roots(mu, sigma, n, name="reference sigma"), kernel, None, n)
 
 
-def _fid(x: torch.Tensor, ref: _Reference) -> tuple[float, list[str]]:
+def _fid(x: ArrayLike, stats: GaussianStats, ref: _Reference) -> tuple[float, list[str]]:
     """fideval's kernel, as :func:`fideval.fid` routes it (features: exact features route;
     statistics: the statistics route with both N)."""
     if ref.features is not None:
         res = frechet_from_features(x, ref.features)
     else:
         assert ref.kernel is not None
-        stats = GaussianStats()
-        stats.update(x)
-        res = ref.kernel.compare(stats.mean, stats.cov, n=stats.n)
+        res = ref.kernel.compare(stats.mean_tensor, stats.cov_tensor, n=stats.n)
     return res.value, list(res.warnings)
+
+
+def _roots(stats: GaussianStats, name: str) -> GaussianRoots:
+    return gaussian_roots(stats.mean_tensor, stats.cov_tensor, stats.n, name=name)
 
 
 def compare_features(
@@ -307,10 +313,8 @@ def compare_features(
         FidevalError: paired sets of different N, dimension mismatch, fewer than 2 rows,
             non-finite features, a reference of another kind.
     """
-    xa = as_feature_tensor(feats_a, "feats_a")
-    xb = as_feature_tensor(feats_b, "feats_b").to(xa.device)
-    na, d = xa.shape
-    nb, db = xb.shape
+    na, d = feature_shape(feats_a, "feats_a")
+    nb, db = feature_shape(feats_b, "feats_b")
     if d != db:
         raise FidevalError(f"dimension mismatch: feats_a has d={d}, feats_b has d={db}")
     if paired and na != nb:
@@ -320,10 +324,11 @@ def compare_features(
             f"paired=False for independent samples)"
         )
     ref = _resolve_reference(reference, d)
-    fid_a, warn_a = _fid(xa, ref)
-    fid_b, warn_b = _fid(xb, ref)
-    inf_a = FrechetInfluence(roots_from_features(xa, "feats_a"), ref.roots)
-    inf_b = FrechetInfluence(roots_from_features(xb, "feats_b"), ref.roots)
+    stats_a, stats_b = feature_stats(feats_a, "feats_a"), feature_stats(feats_b, "feats_b")
+    fid_a, warn_a = _fid(feats_a, stats_a, ref)
+    fid_b, warn_b = _fid(feats_b, stats_b, ref)
+    inf_a = FrechetInfluence(_roots(stats_a, "feats_a"), ref.roots)
+    inf_b = FrechetInfluence(_roots(stats_b, "feats_b"), ref.roots)
     notes = warn_a + warn_b + inf_a.warnings + inf_b.warnings
     for name, n in (("a", na), ("b", nb)):
         if n <= d:
@@ -342,8 +347,8 @@ def compare_features(
             f"include it)"
         )
     return compare_influence(
-        inf_a.generated(xa),
-        inf_b.generated(xb),
+        inf_a.generated(feats_a),
+        inf_b.generated(feats_b),
         fid_a,
         fid_b,
         paired=paired,

@@ -46,10 +46,17 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .._arrays import ArrayLike, as_float64, check_finite_rows
+from .._arrays import ArrayLike, as_float64
 from ..errors import FidevalError
+from ..stats import GaussianStats
 
-__all__ = ["FrechetInfluence", "GaussianRoots", "gaussian_roots", "roots_from_features"]
+__all__ = [
+    "FrechetInfluence",
+    "GaussianRoots",
+    "feature_stats",
+    "gaussian_roots",
+    "roots_from_features",
+]
 
 _EPS64 = float(np.finfo(np.float64).eps)
 
@@ -117,26 +124,32 @@ def gaussian_roots(
     )
 
 
-def as_feature_tensor(x: ArrayLike, name: str) -> torch.Tensor:
-    """A finite (N, d) float64 tensor with N ≥ 2, or a :class:`FidevalError` naming ``name``."""
-    t, _ = as_float64(x, name)
-    if t.ndim != 2:
-        raise FidevalError(
-            f"{name}: expected a 2-D (N, d) feature array, got shape {tuple(t.shape)}"
-        )
-    if t.shape[0] < 2:
-        raise FidevalError(f"{name}: need at least 2 samples, got N={t.shape[0]}")
-    check_finite_rows(t, name)
-    return t
+def feature_shape(x: ArrayLike, name: str) -> tuple[int, int]:
+    """(N, d) of a 2-D feature array with N ≥ 2 and d ≥ 1, without copying it."""
+    shape = tuple(x.shape) if hasattr(x, "shape") else ()
+    if len(shape) != 2:
+        raise FidevalError(f"{name}: expected a 2-D (N, d) feature array, got shape {shape}")
+    if shape[1] < 1:
+        raise FidevalError(f"{name}: zero width (shape {shape}): expected d ≥ 1")
+    if shape[0] < 2:
+        raise FidevalError(f"{name}: need at least 2 samples, got N={shape[0]}")
+    return int(shape[0]), int(shape[1])
+
+
+def feature_stats(x: ArrayLike, name: str = "features", *, chunk: int = 8192) -> GaussianStats:
+    """Streaming float64 mean and covariance of features (N, d), fed in row chunks (no
+    float64 copy of the whole array); non-finite rows are an error."""
+    n, _ = feature_shape(x, name)
+    stats = GaussianStats()
+    for start in range(0, n, chunk):
+        stats.update(x[start : start + chunk])
+    return stats
 
 
 def roots_from_features(x: ArrayLike, name: str = "features") -> GaussianRoots:
     """:func:`gaussian_roots` of the mean and covariance (ddof=1) of features (N, d)."""
-    t = as_feature_tensor(x, name)
-    mu = t.mean(dim=0)
-    z = t - mu
-    sigma = z.mT @ z / (t.shape[0] - 1)
-    return gaussian_roots(mu, sigma, int(t.shape[0]), name=name)
+    stats = feature_stats(x, name)
+    return gaussian_roots(stats.mean_tensor, stats.cov_tensor, stats.n, name=name)
 
 
 class FrechetInfluence:
