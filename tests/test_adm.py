@@ -368,7 +368,7 @@ def test_manifold_errors():
         manifold_radii(np.zeros((5, 4), np.float32), profile="fp8")
     bad = np.ones((6, 4), np.float32)
     bad[2, 1] = np.nan
-    with pytest.raises(FidevalError, match=r"rows \[2\]"):
+    with pytest.raises(FidevalError, match=r"\(rows 2\); expected finite features"):
         precision_recall(bad, np.ones((6, 4), np.float32))
 
 

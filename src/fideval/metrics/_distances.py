@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import FidevalError, NonFiniteFeaturesError
+from .._arrays import check_finite_rows
+from ..errors import FidevalError
 
 #: Upper bound, in bytes, of one strip of pairwise values (one ``b × M`` block).
 #: Peak extra memory of a chunked metric is a small multiple of this (the strip,
@@ -50,27 +51,6 @@ def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
         return _DTYPES[str(dtype)]
     except KeyError:
         raise FidevalError(f"compute dtype must be 'float64' or 'float32', got {dtype!r}") from None
-
-
-def _describe_rows(rows: np.ndarray, limit: int = 5) -> str:
-    shown = ", ".join(str(int(r)) for r in rows[:limit])
-    return shown + (", …" if rows.size > limit else "")
-
-
-def check_finite(t: torch.Tensor, name: str) -> None:
-    """Raise :class:`NonFiniteFeaturesError` naming the count and first rows of NaN/Inf."""
-    finite = torch.isfinite(t)
-    if bool(finite.all()):
-        return
-    bad = ~finite
-    count = int(bad.sum())
-    n_nan = int(torch.isnan(t).sum())
-    rows = torch.nonzero(bad.reshape(t.shape[0], -1).any(dim=1)).flatten().cpu().numpy()
-    raise NonFiniteFeaturesError(
-        f"{name}: {count} non-finite values ({n_nan} NaN, {count - n_nan} Inf) in "
-        f"{rows.size} of {t.shape[0]} rows (first rows: {_describe_rows(rows)}); "
-        "expected finite features"
-    )
 
 
 def as_features(
@@ -117,7 +97,7 @@ def as_features(
     if ndim >= 2 and t.shape[-1] == 0:
         raise FidevalError(f"{name}: feature dimension is 0; expected d ≥ 1")
     t = t.to(tdtype)
-    check_finite(t, name)
+    check_finite_rows(t.reshape(t.shape[0], -1) if t.ndim > 2 else t, name)
     return t
 
 
@@ -164,28 +144,11 @@ class RowSource:
         self._check_finite(chunk_rows)
 
     def _check_finite(self, chunk_rows: int) -> None:
-        bad_rows: list[np.ndarray] = []
-        n_bad = n_nan = 0
+        """The one finiteness check, chunk by chunk (a memory map is never read whole)."""
         for s in range(0, self.shape[0], chunk_rows):
             part = self.data[s : s + chunk_rows]
-            if isinstance(part, torch.Tensor):
-                part = part.cpu().numpy() if not bool(torch.isfinite(part).all()) else None
-            if part is None:
-                continue
-            part = np.asarray(part)
-            fin = np.isfinite(part)
-            if fin.all():
-                continue
-            n_bad += int((~fin).sum())
-            n_nan += int(np.isnan(part).sum())
-            bad_rows.append(s + np.nonzero(~fin.all(axis=1))[0])
-        if n_bad:
-            rows = np.concatenate(bad_rows)
-            raise NonFiniteFeaturesError(
-                f"{self.name}: {n_bad} non-finite values ({n_nan} NaN, {n_bad - n_nan} Inf) in "
-                f"{rows.size} of {self.shape[0]} rows (first rows: {_describe_rows(rows)}); "
-                "expected finite features"
-            )
+            t = part if isinstance(part, torch.Tensor) else torch.from_numpy(np.asarray(part))
+            check_finite_rows(t, self.name, row_offset=s or None)
 
     def take(self, idx: np.ndarray | None = None) -> torch.Tensor:
         """Rows ``idx`` (all rows when ``None``) as a tensor of the compute dtype."""

@@ -75,6 +75,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._arrays import check_finite_rows
 from .._text import shown
 from ..data.arrayfile import ArrayFile
 from ..errors import FidevalError
@@ -639,9 +640,7 @@ def _features(x: np.ndarray | torch.Tensor, name: str, device: Any) -> torch.Ten
     if t.device.type == "mps":  # no float64 there: the distance blocks run on the CPU
         t = t.cpu()
     t = t.to(torch.float32)
-    if not bool(torch.isfinite(t).all()):
-        rows = torch.nonzero(~torch.isfinite(t).all(dim=1)).flatten()[:5].tolist()
-        raise FidevalError(f"{name}: NaN/Inf in rows {rows}; expected finite features")
+    check_finite_rows(t, name)
     return t.contiguous()
 
 
