@@ -24,7 +24,7 @@ from .pipeline import check_dims, compare_sides
 from .stats import GaussianStats, GroupedStats
 from .streaming import FEATURES_IN_MEMORY_BYTES, FeatureBank, Lazy, Side, Source
 
-__all__ = ["FID", "check_planned", "fid"]
+__all__ = ["FID", "check_planned", "fid", "fid_sides"]
 
 
 def check_planned(sources: list[Source], extractor: Lazy, *, force: bool = False) -> None:
@@ -82,10 +82,42 @@ def fid(
     statistics route with each side's N. Returns a :class:`~fideval.frechet.FrechetResult`
     (``float(r)`` is the value, ``r.warnings`` says what to know about it).
     """
-    lazy = Lazy(
-        lambda: build_extractor(
-            extractor, weights=weights, device=device, dims=dims, profile=profile
-        )
+    result, _ = fid_sides(
+        a,
+        b,
+        extractor=extractor,
+        weights=weights,
+        device=device,
+        dims=dims,
+        profile=profile,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        skip_bad=skip_bad,
+        progress=progress,
+        force=force,
+    )
+    return result
+
+
+def fid_sides(
+    a: Any,
+    b: Any,
+    *,
+    extractor: Any = "inception",
+    force: bool = False,
+    batch_size: int = 50,
+    num_workers: int | None = None,
+    skip_bad: bool = False,
+    progress: bool = False,
+    **extractor_options: Any,
+) -> tuple[FrechetResult, tuple[Side, Side]]:
+    """:func:`fid` and the two sides it compared (statistics, provenance, N), for callers
+    that report them (the CLI). ``extractor`` may also be a
+    :class:`~fideval.streaming.Lazy` (built only if a side is images)."""
+    lazy = (
+        extractor
+        if isinstance(extractor, Lazy)
+        else Lazy(lambda: build_extractor(extractor, **extractor_options))
     )
     sources = [
         streaming.resolve_source(x, name=_name(x, default)) for x, default in ((a, "A"), (b, "B"))
@@ -100,7 +132,7 @@ def fid(
     side_a, side_b = (
         streaming.collect(src, lazy, features="if-fits", **options) for src in sources
     )
-    return compare_sides(side_a, side_b, force=force)
+    return compare_sides(side_a, side_b, force=force), (side_a, side_b)
 
 
 def _name(x: Any, default: str) -> str:

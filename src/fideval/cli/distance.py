@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from ..api import check_planned
+from ..api import fid_sides
 from ..errors import FidevalError
-from ..pipeline import compare_sides
-from ..streaming import collect, resolve_source
+from ..streaming import resolve_source
 from . import _common
 
 
@@ -35,8 +34,6 @@ def run(args: argparse.Namespace) -> int:
                 f"{src.name}: holds images; `fideval distance` takes statistics or feature "
                 f"files — use `fideval fid {args.a} {args.b}` for images"
             )
-    check_planned(sources, None, force=args.force)  # dimensions before reading features
-    a, b = (collect(src, None, features="if-fits") for src in sources)
-    result = compare_sides(a, b, force=args.force)
+    result, (a, b) = fid_sides(*sources, extractor=None, force=args.force)
     _common.report_fid(result, args, n_a=a.n, n_b=b.n, meta_a=a.meta, meta_b=b.meta)
     return 0

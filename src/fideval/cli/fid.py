@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .. import distributed
-from ..api import check_planned
-from ..pipeline import compare_sides
-from ..streaming import collect, resolve_source
+from ..api import fid_sides
 from . import _common
 
 
@@ -47,12 +45,13 @@ def run(args: argparse.Namespace) -> int:
 
         return stats.run(argparse.Namespace(**{**vars(args), "path": args.a, "output": args.b}))
     distributed.init_from_env(args.device)  # under torchrun: sharded reads
-    sources = [resolve_source(p) for p in (args.a, args.b)]
-    extractor = _common.lazy_extractor(args)
-    check_planned(sources, extractor, force=args.force)
-    options = _common.stream_options(args)
-    a, b = (collect(src, extractor, features="if-fits", **options) for src in sources)
-    result = compare_sides(a, b, force=args.force)
+    result, (a, b) = fid_sides(
+        args.a,
+        args.b,
+        extractor=_common.lazy_extractor(args),
+        force=args.force,
+        **_common.stream_options(args),
+    )
     if distributed.is_main_process():
         _common.report_fid(result, args, n_a=a.n, n_b=b.n, meta_a=a.meta, meta_b=b.meta)
     return 0
