@@ -570,7 +570,7 @@ class ImageStream:
                 for idx, reason in item["bad"]:
                     path = shown(self._files[idx]) if self._files is not None else f"item {idx}"
                     if not self.skip_bad:
-                        raise FidevalError(f"{reason} (use --skip-bad / skip_bad=True to skip)")
+                        raise FidevalError(f"{reason} (pass skip_bad=True, --skip-bad, to skip it)")
                     self.skipped.append((path, reason))
                 images = item["images"]
                 if images is None:

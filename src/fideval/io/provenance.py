@@ -58,8 +58,8 @@ def check_compatible(
         if not force:
             raise IncompatibleStatsError(
                 f"statistics were made by different pipelines ({text}); their Fréchet "
-                f"distance is not meaningful. Recompute one side, or pass --force / "
-                f"force=True to compare anyway"
+                "distance is not meaningful. Recompute one side, or pass force=True "
+                "(--force) to compare anyway"
             )
         warnings.append(f"compared despite different pipelines (forced): {text}")
     return warnings

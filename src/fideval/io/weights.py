@@ -158,7 +158,7 @@ def _where_to_put(name: str, extra_dirs: Sequence[tuple[str, Path]] = ()) -> str
     dirs = "; ".join(f"{shown(p)} ({label})" for label, p in search_dirs(extra_dirs))
     return (
         f"download it by hand and put it in one of: {dirs}; "
-        f"or set {ENV_DIR} to the folder holding it; or pass the file with --weights FILE"
+        f"or set {ENV_DIR} to the folder holding it; or pass the file as weights= (--weights FILE)"
     )
 
 
@@ -184,7 +184,7 @@ def find_weights(
                     f"weights file {shown(candidate)} (found in the {label} folder) has SHA-256 "
                     f"{digest}, but the standard {name} has {sha256_prefix}...: it is "
                     "corrupt or another file. Delete it to download it again, or pass it "
-                    "with --weights FILE to use it anyway"
+                    "as weights= (--weights FILE) to use it anyway"
                 )
             return WeightsFile(candidate, digest, True, label)
     return None

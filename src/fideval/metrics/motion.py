@@ -94,7 +94,7 @@ def text_motion_matching(
     if n_blocks == 0:
         raise FidevalError(
             f"{names[0]}: {n} pairs is fewer than one pool of {pool}; "
-            f"R-precision needs N ≥ pool (use a smaller --pool)"
+            f"R-precision needs N ≥ pool (use a smaller pool=, --pool)"
         )
     if shuffle:
         perm = torch.from_numpy(_rng(seed).permutation(n))
@@ -140,7 +140,7 @@ def diversity(
     if n <= times:
         raise FidevalError(
             f"{name}: {n} rows; Diversity with {times} pairs needs more than {times} rows "
-            "(two index sets drawn without replacement; lower --diversity-times)"
+            "(two index sets drawn without replacement; lower times=, --diversity-times)"
         )
     rng = _rng(seed)
     a = torch.from_numpy(rng.choice(n, size=times, replace=False))
@@ -167,7 +167,8 @@ def multimodality(
     if reps <= times:
         raise FidevalError(
             f"{name}: {reps} repeats per text; MultiModality with {times} pairs needs more "
-            f"than {times} (shape {tuple(x.shape)} = (num_texts, num_repeats, d); lower --mm-times)"
+            f"than {times} (shape {tuple(x.shape)} = (num_texts, num_repeats, d); "
+            "lower times=, --mm-times)"
         )
     rng = _rng(seed)
     a = torch.from_numpy(rng.choice(reps, size=times, replace=False))
