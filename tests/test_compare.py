@@ -21,6 +21,15 @@ from fideval.train.demo_diffusion import TinyDiffusion
 from fideval.train.samplers import SampleNoise, as_paired_sampler, sample_seeds
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One torch thread: on a shared 2-core machine two threads spin-wait (50× slower)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _spd(rng: np.random.Generator, d: int, floor: float = 0.1) -> np.ndarray:
     a = rng.normal(size=(d, d))
     return a @ a.T / d + floor * np.eye(d)
