@@ -380,3 +380,41 @@ def test_folder_named_like_an_array_file(tmp_path, capsys):
     (tmp_path / "x.npz").mkdir()
     code, _, err = cli(capsys, "distance", tmp_path / "x.npz", tmp_path / "x.npz")
     assert code == 2 and "x.npz: is a folder, not a .npz file" in one_error_line(err, "distance")
+
+
+# --------------------------------------------------------------------------- compare
+
+
+def test_compare_any_source_equals_compare_features(tmp_path, capsys):
+    from fideval.metrics.compare import compare_features
+
+    ext = fideval.extractor("digits")
+    a, b, ref = images(30, (8, 8), seed=20), images(30, (8, 8), seed=21), images(40, (8, 8), 22)
+    fa, fb, fr = (
+        fideval.streaming.collect(x, ext, features="required").features for x in (a, b, ref)
+    )
+    want = compare_features(fa, fb, fr, paired=True)
+    got = fideval.compare(a, b, ref, extractor=ext)
+    assert got.to_dict() == want.to_dict()
+    np.save(tmp_path / "a.npy", fa)
+    np.save(tmp_path / "b.npy", fb)
+    s = GaussianStats()
+    s.update(fr)
+    save_stats(tmp_path / "ref.npz", s, ext.provenance())
+    code, out, err = cli(
+        capsys,
+        "compare",
+        tmp_path / "a.npy",
+        tmp_path / "b.npy",
+        tmp_path / "ref.npz",
+        "--unpaired",
+        "--json",
+    )
+    assert code == 0, err
+    unpaired = compare_features(fa, fb, s, paired=False).to_dict()
+    assert json.loads(out)["difference"] == pytest.approx(unpaired["difference"], rel=1e-12)
+    assert json.loads(out)["ci95"] == pytest.approx(list(unpaired["ci95"]), rel=1e-12)
+    code, _, err = cli(
+        capsys, "compare", tmp_path / "ref.npz", tmp_path / "b.npy", tmp_path / "ref.npz"
+    )
+    assert code == 2 and "a comparison needs the samples" in one_error_line(err, "compare")

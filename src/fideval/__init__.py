@@ -20,7 +20,7 @@ from .frechet import (
 from .io.provenance import check_compatible, make_provenance
 from .io.statsfile import StatsRecord, load_stats, save_stats
 from .stats import GaussianStats, GroupedStats
-from .suite import EvalResult, evaluate
+from .suite import EvalResult, compare, evaluate
 
 __all__ = [
     "FID",
@@ -38,6 +38,7 @@ __all__ = [
     "__version__",
     "as_extractor",
     "check_compatible",
+    "compare",
     "evaluate",
     "extractor",
     "extractor_names",

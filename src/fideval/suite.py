@@ -30,7 +30,7 @@ from .pipeline import compare_sides
 from .stats import GaussianStats
 from .streaming import FEATURES_IN_MEMORY_BYTES, Lazy, Side, Source
 
-__all__ = ["METRICS", "EvalResult", "evaluate"]
+__all__ = ["METRICS", "EvalResult", "compare", "evaluate"]
 
 #: The metrics :func:`evaluate` computes, by name.
 METRICS = ("fid", "kid", "prdc", "is", "cmmd")
@@ -63,6 +63,13 @@ class EvalResult:
             "meta_b": self.provenance_b,
             "warnings": list(self.warnings),
         }
+
+
+def _lazy(extractor: Any, **options: Any) -> Lazy:
+    """The extractor, built on first use (``extractor`` may already be a :class:`Lazy`)."""
+    if isinstance(extractor, Lazy):
+        return extractor
+    return Lazy(lambda: build_extractor(extractor, **options))
 
 
 def parse_metrics(metrics: str | Sequence[str]) -> tuple[str, ...]:
@@ -165,11 +172,7 @@ def evaluate(
     from .featurecache import FeatureCache
 
     names = parse_metrics(metrics)
-    lazy = Lazy(
-        lambda: build_extractor(
-            extractor, weights=weights, device=device, dims=dims, profile=profile
-        )
-    )
+    lazy = _lazy(extractor, weights=weights, device=device, dims=dims, profile=profile)
     if b is None and set(names) != {"is"}:
         raise FidevalError(
             f"evaluate: b=None (no reference) serves only the Inception Score; asked for {names}"
@@ -257,3 +260,55 @@ def _compute(
     from .metrics.cmmd import cmmd
 
     return {"cmmd": cmmd(a.features, b.features, names=names, **(scope["cmmd_options"] or {}))}
+
+
+def compare(
+    a: Any,
+    b: Any,
+    reference: Any,
+    *,
+    extractor: Any = "inception",
+    paired: bool = True,
+    weights: Any = None,
+    device: str | torch.device | None = None,
+    dims: int | None = None,
+    profile: str | None = None,
+    batch_size: int = 50,
+    num_workers: int | None = None,
+    progress: bool = False,
+    force: bool = False,
+) -> Any:
+    """FID(a) − FID(b) against one reference, with a 95% interval and a p-value.
+
+    ``a`` and ``b`` are sample sources (feature arrays (N, d), image arrays, folders,
+    feature files — anything :func:`fideval.fid` accepts except statistics); with
+    ``paired=True`` row i of ``a`` and row i of ``b`` came from the same noise, so they
+    must have the same N. ``reference`` is any source: its samples put the reference's
+    own noise into the interval; statistics make the interval conditional on it (a
+    warning says so). Each source is read once through the one path, images through one
+    extractor. Returns :class:`~fideval.metrics.compare.Comparison` (``fid_a``,
+    ``fid_b``, ``difference``, ``ci95``, ``p_value``, ``n``, ``paired``, ``to_dict()``).
+    """
+    from .api import check_planned
+    from .metrics.compare import compare_features
+
+    lazy = _lazy(extractor, weights=weights, device=device, dims=dims, profile=profile)
+    labelled = ((a, "A"), (b, "B"), (reference, "reference"))
+    sources = [
+        streaming.resolve_source(x, name=str(x) if isinstance(x, str) else label)
+        for x, label in labelled
+    ]
+    for src in sources[:2]:
+        if src.kind == "stats":
+            raise streaming.needs_samples(src.name, "a comparison")
+    check_planned([sources[0], sources[2]], lazy, force=force)
+    check_planned([sources[1], sources[2]], lazy, force=force)
+    options = {"batch_size": batch_size, "num_workers": num_workers, "progress": progress}
+    sides = [
+        streaming.collect(
+            src, lazy, features="required" if src.kind != "stats" else None, **options
+        )
+        for src in sources
+    ]
+    ref = sides[2].features if sides[2].features is not None else sides[2].record
+    return compare_features(sides[0].features, sides[1].features, ref, paired=paired)

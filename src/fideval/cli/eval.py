@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         args.a,
         args.b,
         names,
-        extractor=_common.lazy_extractor(args).get(),
+        extractor=_common.lazy_extractor(args),
         cache=args.cache,
         force=args.force,
         kid_options={
