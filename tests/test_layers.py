@@ -38,7 +38,7 @@ STAGES = [
     ["metrics", "estimate"],
     ["motion"],
     ["api", "suite"],
-    ["train"],
+    ["train", "plot"],
     ["cli", "__main__"],
 ]
 
