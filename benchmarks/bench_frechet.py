@@ -12,7 +12,8 @@ reference).
 Also: streaming statistics throughput (features/s) against a plain float64 ``X.T @ X``
 of the same data, and peak memory of streaming as N grows (flat in N).
 
-    python benchmarks/bench_frechet.py [--d 2048] [--n 10000 1000] [--repeats 3] [--no-streaming]
+    python benchmarks/bench_frechet.py [--d 2048] [--n 10000 1000] [--repeats 3] [--anchor-repeats 1]
+        [--no-streaming]
 """
 
 from __future__ import annotations
@@ -74,7 +75,9 @@ def timed(fn, repeats: int):
     return best, out
 
 
-def bench_distance(d: int, n: int, repeats: int, rng: np.random.Generator) -> None:
+def bench_distance(
+    d: int, n: int, repeats: int, rng: np.random.Generator, anchor_repeats: int = 1
+) -> None:
     mix = (rng.standard_normal((d, d)) / np.sqrt(d)).astype(np.float32)
     mix2 = mix + (0.1 * rng.standard_normal((d, d)) / np.sqrt(d)).astype(np.float32)
     x = relu_features(rng, n, mix, 0.1)
@@ -82,7 +85,7 @@ def bench_distance(d: int, n: int, repeats: int, rng: np.random.Generator) -> No
     mu1, s1 = x.mean(0, dtype=np.float64), np.cov(x, rowvar=False)
     mu2, s2 = y.mean(0, dtype=np.float64), np.cov(y, rowvar=False)
 
-    t_anchor, v_anchor = timed(lambda: anchor_frechet(mu1, s1, mu2, s2), 1)
+    t_anchor, v_anchor = timed(lambda: anchor_frechet(mu1, s1, mu2, s2), anchor_repeats)
     t_drop, v_drop = timed(lambda: frechet_distance(mu1, s1, mu2, s2), repeats)
     r_drop = frechet_details(mu1, s1, mu2, s2)
     t_ours, r = timed(lambda: frechet_details(mu1, s1, mu2, s2, n1=n, n2=n), repeats)
@@ -152,13 +155,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--d", type=int, default=2048)
     ap.add_argument("--repeats", type=int, default=3, help="best of R for fideval (anchor: 1)")
+    ap.add_argument("--anchor-repeats", type=int, default=1, help="best of R for pytorch-fid")
     ap.add_argument("--n", type=int, nargs="+", default=[10_000, 1_000], help="sample counts")
     ap.add_argument("--no-streaming", action="store_true", help="skip the streaming part")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     print(f"torch threads: {torch.get_num_threads()}")
     for n in args.n:
-        bench_distance(args.d, n, args.repeats, rng)
+        bench_distance(args.d, n, args.repeats, rng, args.anchor_repeats)
     if not args.no_streaming:
         bench_streaming(args.d, 20_000, rng)
 

@@ -404,3 +404,23 @@ def test_unknown_n_indefinite_side_one_is_an_error_on_the_gram_route(rng):
     bad = (v * w) @ v.T
     with pytest.raises(NumericalError, match=r"sigma1 is not positive semidefinite"):
         frechet_details(np.zeros(d), 0.5 * (bad + bad.T), y.mean(0), np.cov(y, rowvar=False))
+
+
+def test_singular_covariance_is_caught_on_the_leading_half_block(monkeypatch):
+    """A covariance of N < d/2 samples has a singular leading half block (its pivots are
+    Σ's first pivots): the full d×d Cholesky, doomed, is never attempted."""
+    rng = np.random.default_rng(2)
+    d = 520
+    x, y = rng.standard_normal((120, d)), rng.standard_normal((150, d)) + 0.1
+    sizes = []
+    original = torch.linalg.cholesky_ex
+
+    def recorded(a, *args, **kwargs):
+        sizes.append(a.shape[-1])
+        return original(a, *args, **kwargs)
+
+    monkeypatch.setattr(torch.linalg, "cholesky_ex", recorded)
+    r = frechet_details(*_stats(x), *_stats(y))
+    assert sizes == [d // 2] and r.method == "pivoted-cholesky-gram"
+    assert (r.rank1, r.rank2) == (119, 149)
+    assert r.value == pytest.approx(frechet_from_features(x, y).value, rel=1e-10)

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ._text import shown
 from .errors import FidevalError
 from .frechet import FrechetResult, frechet_details, frechet_from_features
 from .io.provenance import check_compatible
@@ -63,8 +64,8 @@ def compare_sides(a: Side, b: Side, *, force: bool = False) -> FrechetResult:
     When both sides have their features at hand (within the in-memory cap), the exact
     features route is used at any N; otherwise the statistics route, with each side's N.
     """
-    name_a = a.record.path or "A"
-    name_b = b.record.path or "B"
+    name_a = shown(a.record.path or "A")
+    name_b = shown(b.record.path or "B")
     check_dims(name_a, a.record.dim, a.meta, name_b, b.record.dim, b.meta)
     warnings = check_compatible(a.meta, b.meta, name_a=name_a, name_b=name_b, force=force)
     if _in_memory(a.features) and _in_memory(b.features):

@@ -141,8 +141,12 @@ def _resolve_path(path: str) -> Source:
             )
         img = ImageStream(p)
         return Source("images", "folder", img, name, img.n_total, path)
-    if not p.exists():
-        raise FidevalError(f"{name}: no such file or folder")
+    try:
+        os.stat(p)
+    except FileNotFoundError:
+        raise FidevalError(f"{name}: no such file or folder") from None
+    except OSError as exc:  # a symlink loop, a permission problem on the way
+        raise FidevalError(f"{name}: {exc.strerror or exc}") from None
     if p.suffix.lower() not in ARRAY_EXTENSIONS:
         raise FidevalError(
             f"{name}: unsupported input; expected a folder of images, a .npy/.npz array "
@@ -303,6 +307,20 @@ def _image_outputs(
     return feats, None
 
 
+def _named_errors(batches: Iterator[Any], name: str) -> Iterator[Any]:
+    """The batches, with the source named in any error raised while reading them."""
+    try:
+        yield from batches
+    except FidevalError as exc:
+        if name in str(exc):
+            raise
+        raise type(exc)(f"{name}: {exc}") from exc
+    finally:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()
+
+
 def stream(
     source: Any,
     extractor: Any | None = None,
@@ -362,6 +380,8 @@ def stream(
             prepare(None if total is None else max(0, total - skip))
         batches = iter(images)
     row = 0
+    if images is not None:
+        batches = _named_errors(batches, src.name)
     try:
         with dist_.collective_guard(f"reading {src.name}"):
             for b, batch in enumerate(batches):

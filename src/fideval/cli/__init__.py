@@ -20,13 +20,23 @@ from collections.abc import Sequence
 
 from .._version import __version__
 from ..errors import FidevalError
-from ._common import error_line, os_error_line, show_warning
+from ._common import error_line, one_line, os_error_line, show_warning
 
 EXIT_USER_ERROR = 2
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with its errors as one line (``fideval fid: error: …``, exit 2): no usage
+    block, control characters escaped."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        from .._text import shown
+
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {one_line(shown(message))}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="fideval",
         description="Fréchet Inception Distance and companion metrics: fast, robust, honest.",
     )

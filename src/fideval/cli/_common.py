@@ -110,6 +110,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer ≥ 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number ≥ 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number ≥ 0, got {value}")
+    return value
+
+
 def device_type(text: str) -> str:
     """argparse type: a torch device that exists here (``cpu``, ``cuda``, ``cuda:1``, ``mps``)."""
     import torch
@@ -208,7 +219,7 @@ def add_image_flags(
     g.add_argument("--dims", type=int, default=None, help=_option_help("dims", "feature dimension"))
     g.add_argument(
         "--num-workers",
-        type=int,
+        type=non_negative_int,
         default=None,
         help="DataLoader worker processes for decoding (default: min(8, cores - 1))",
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 
+from .._text import shown
 from ..metrics.cmmd import SCALE, SIGMA, cmmd
 from . import _common
 from ._arrays import compute_dtype
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         normalize=not args.no_normalize,
         dtype=compute_dtype(args),
         device=args.device,
-        names=(args.a, args.b),
+        names=(shown(args.a), shown(args.b)),
     )
     out = {
         "cmmd": value,

@@ -9,12 +9,19 @@ batch as if from a sampler, stopping once the chosen estimate's 95% half-width i
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
 
-from ..data.features import iter_feature_chunks, open_features
+import numpy as np
+import torch
+
+from .._arrays import check_finite_rows
+from ..data.features import iter_feature_chunks
+from ..errors import FidevalError
 from ..estimate import ESTIMATES, AdaptiveEstimator, FidEstimate, estimate_fid
 from ..frechet import FrechetReference
-from ..io.statsfile import load_stats
+from ..pipeline import check_dims
 from ..stats import GroupedStats
+from ..streaming import resolve_source
 from . import _common
 
 
@@ -55,13 +62,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _checked_chunks(feats: np.ndarray, name: str, rows: int) -> Iterator[np.ndarray]:
+    """Row chunks, each checked for NaN/Inf naming the file and the rows."""
+    starts = range(0, feats.shape[0], rows)
+    for lo, chunk in zip(starts, iter_feature_chunks(feats, rows), strict=True):
+        check_finite_rows(torch.from_numpy(np.array(chunk)), name, row_offset=lo or None)
+        yield chunk
+
+
 def run(args: argparse.Namespace) -> int:
-    record = load_stats(args.ref)
-    reference = FrechetReference(record.mu, record.sigma, n=record.n)
-    feats = open_features(args.features)
+    ref_src, feat_src = resolve_source(args.ref), resolve_source(args.features)
+    if ref_src.kind != "stats":
+        raise FidevalError(f"{ref_src.name}: expected reference statistics (a .npz with mu, sigma)")
+    if feat_src.kind != "features":
+        raise FidevalError(f"{feat_src.name}: expected 2-D generated features (N, d)")
+    record = ref_src.value
+    check_dims(feat_src.name, int(feat_src.dim), None, ref_src.name, record.dim, record.meta)
+    try:
+        reference = FrechetReference(record.mu, record.sigma, n=record.n)
+    except FidevalError as exc:
+        raise type(exc)(f"{ref_src.name}: {exc}") from exc
+    feats = feat_src.value
     total = feats.shape[0]
     limit = total if args.max_samples is None else min(total, args.max_samples)
-    chunks = iter_feature_chunks(feats[:limit], args.batch_size)
+    chunks = _checked_chunks(feats[:limit], feat_src.name, args.batch_size)
     if args.tolerance is not None:
         est = AdaptiveEstimator(
             reference,

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import distributed
+from .._text import shown
 from ..errors import FidevalError
 from ..io.atomic import atomic_write, check_writable
 from ..streaming import collect, resolve_source
@@ -73,5 +74,5 @@ def run(args: argparse.Namespace) -> int:
             }
         )
     else:
-        print(f"wrote {target}: {what} N={feats.shape[0]}, d={feats.shape[1]}")
+        print(f"wrote {shown(target)}: {what} N={feats.shape[0]}, d={feats.shape[1]}")
     return 0

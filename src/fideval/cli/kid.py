@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from .._text import shown
 from ..metrics.kid import check_kernel, kid
 from . import _common
 from ._arrays import compute_dtype
@@ -68,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         coef0=coef0,
         dtype=compute_dtype(args),
         device=args.device,
-        names=(args.a, args.b),
+        names=(shown(args.a), shown(args.b)),
     )
     out = {**res.to_dict(), "n_a": int(a.shape[0]), "n_b": int(b.shape[0]), "seed": args.seed}
     out["kernel"] = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from .._text import shown
 from ..metrics.prdc import prdc
 from . import _common
 from ._arrays import compute_dtype
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         dtype=compute_dtype(args),
         device=args.device,
-        names=(args.real, args.fake),
+        names=(shown(args.real), shown(args.fake)),
     )
     out = {**res.to_dict(), "seed": args.seed}
     if args.json:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .. import distributed
+from .._text import shown
 from ..io.statsfile import save_stats
 from ..streaming import resolve_source, statistics
 from . import _common
@@ -43,5 +44,5 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         _common.print_json({"output": str(out), "n": stats.n, "dims": stats.dim, "meta": meta})
     else:
-        print(f"wrote {out}: N={stats.n}, d={stats.dim}")
+        print(f"wrote {shown(out)}: N={stats.n}, d={stats.dim}")
     return 0

@@ -10,6 +10,7 @@ same :class:`ArrayFile`, so a command opens each input file exactly once.
 from __future__ import annotations
 
 import os
+import stat
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -37,6 +38,17 @@ class ArrayFile:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = str(path)
         self.is_npz = self.path.lower().endswith(".npz")
+        try:
+            mode = os.stat(self.path).st_mode
+        except FileNotFoundError:
+            raise FidevalError(f"{shown(self.path)}: no such file") from None
+        except OSError as exc:
+            raise FidevalError(f"{shown(self.path)}: {exc.strerror or exc}") from None
+        if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+            raise FidevalError(
+                f"{shown(self.path)}: not a regular file (a pipe, socket or device); "
+                "expected a .npy / .npz file"
+            )
         try:
             self._fh: IO[bytes] = open(self.path, "rb")
         except IsADirectoryError:

@@ -71,6 +71,13 @@ def load_image_file(path: str | Path) -> np.ndarray:
     """Decode one image file to uint8 (H, W, 3); errors name the file."""
     try:
         with Image.open(path) as img:
+            if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+                # 16-bit (or 32-bit integer) gray: PIL's convert("RGB") would clip every
+                # value above 255; scale to 8 bits instead (x / 257, rounded, for 16-bit)
+                wide = np.asarray(img, dtype=np.int64)
+                top = 65535 if img.mode != "I" or wide.max() > 255 else 255
+                gray = np.clip(np.rint(wide * (255.0 / top)), 0, 255).astype(np.uint8)
+                return np.repeat(gray[..., None], 3, axis=2)
             return np.asarray(img.convert("RGB"))
     except Exception as exc:  # PIL raises OSError, ValueError, SyntaxError, ...
         raise FidevalError(
@@ -198,20 +205,25 @@ def _collate_items(items: list[Item]) -> dict[str, Any]:
     image is reported as bad, naming its file (skipped with ``skip_bad``)."""
     good: list[tuple[torch.Tensor, int]] = []
     bad: list[tuple[int, str]] = []
-    first: tuple[tuple[int, ...], str] | None = None
+    shapes = [tuple(t.shape) for t, _, err, _ in items if err is None and t is not None]
+    # the batch's size is its most common one (ties: the first seen), so one odd image
+    # is the one named and skipped, wherever it is in the batch
+    common = max(shapes, key=lambda s: (shapes.count(s), -shapes.index(s))) if shapes else None
+    example = next(
+        (p for t, _, e, p in items if e is None and t is not None and tuple(t.shape) == common),
+        "",
+    )
     for t, i, err, path in items:
         if err is not None or t is None:
             bad.append((i, err or f"cannot read {path}"))
             continue
-        if first is None:
-            first = (tuple(t.shape), path)
-        elif tuple(t.shape) != first[0]:
+        if tuple(t.shape) != common:
             bad.append(
                 (
                     i,
-                    f"{path}: size {tuple(t.shape)} after preprocessing differs from "
-                    f"{first[1]}'s {first[0]} in the same batch; use an extractor that resizes, "
-                    "or resize the images",
+                    f"{path}: size {tuple(t.shape)} after preprocessing differs from the "
+                    f"batch's {common} (e.g. {example}); use an extractor that resizes, or "
+                    "resize the images",
                 )
             )
             continue
@@ -588,7 +600,8 @@ class ImageStream:
             shown_ = ", ".join(p for p, _ in self.skipped[:10])
             more = f" and {len(self.skipped) - 10} more" if len(self.skipped) > 10 else ""
             warnings.warn(
-                f"skipped {len(self.skipped)} unreadable image(s): {shown_}{more}",
+                f"skipped {len(self.skipped)} image(s) (unreadable, or of another size): "
+                f"{shown_}{more}",
                 UserWarning,
                 stacklevel=2,
             )

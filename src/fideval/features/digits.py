@@ -233,6 +233,18 @@ class DigitsFeatureExtractor(FrozenModule):
                 f"digits extractor: expected a torch.Tensor, got {type(images).__name__}"
             )
         x = images
+        if not (x.dtype == torch.uint8 or x.is_floating_point()):
+            raise FidevalError(
+                f"digits extractor: expected uint8 or float images in [0, 1], got dtype "
+                f"{x.dtype} (for raw load_digits values 0..16 divide by 16)"
+            )
+        if x.is_floating_point() and x.numel():
+            lo, hi = float(x.min()), float(x.max())
+            if lo < -1e-6 or hi > 1 + 1e-6:
+                raise FidevalError(
+                    f"digits extractor: float images must lie in [0, 1], got values in "
+                    f"[{lo:.3g}, {hi:.3g}] (uint8 images: pass them as uint8)"
+                )
         if x.ndim == 3:
             x = x.unsqueeze(1)
         if x.ndim == 4 and x.shape[1] in (3, 4):  # the contract's RGB(A): gray = channel mean

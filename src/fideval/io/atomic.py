@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from .._text import shown
 from ..errors import FidevalError
 
 try:  # POSIX; without it (Windows) there is no locking and no orphan removal
@@ -133,7 +134,12 @@ def check_writable(path: str | os.PathLike[str]) -> Path:
     """
     target = Path(path)
     if target.is_dir():
-        raise FidevalError(f"{target}: is a folder; expected a file name")
+        raise FidevalError(f"{shown(target)}: is a folder; expected a file name")
+    if target.exists() and not target.is_file():
+        raise FidevalError(
+            f"{shown(target)}: exists and is not a regular file (a device, pipe or socket); "
+            "expected a file name to write"
+        )
     folder = target.parent
     while not folder.exists():
         if folder.is_symlink():  # a dangling link: mkdir would fail

@@ -316,8 +316,19 @@ def _record(p: str, keys: set[str], data: Any) -> StatsRecord:
     if "meta" in keys:
         layout = "fideval"
     validate_moments(mu, sigma, p, mean_key, cov_key)
-    if n is None and isinstance(meta.get("n"), int):
+    if n is None and "n" in meta:
         n = meta["n"]
+        if isinstance(n, bool) or not isinstance(n, int):
+            raise FidevalError(
+                f"{shown(p)}: meta 'n' is {n!r}; expected a whole number of samples ≥ 2"
+            )
+        where = "meta 'n'"
+    else:
+        where = "key 'n'"
+    if n is not None and n < 2:
+        raise FidevalError(
+            f"{shown(p)}: {where} is {n}; a covariance needs at least 2 samples (N ≥ 2)"
+        )
     return StatsRecord(mu, sigma, n, meta, p, layout, groups)
 
 

@@ -96,9 +96,15 @@ def as_features(
         raise FidevalError(f"{name}: {t.shape[0]} rows; at least {min_rows} needed")
     if ndim >= 2 and t.shape[-1] == 0:
         raise FidevalError(f"{name}: feature dimension is 0; expected d ≥ 1")
-    t = t.to(tdtype)
     check_finite_rows(t.reshape(t.shape[0], -1) if t.ndim > 2 else t, name)
-    return t
+    if tdtype == torch.float32 and t.dtype == torch.float64 and t.numel():
+        peak = float(t.abs().max())
+        if peak > torch.finfo(torch.float32).max:
+            raise FidevalError(
+                f"{name}: values up to {peak:.3g} exceed the float32 range; compute in "
+                "float64 (drop --float32 / dtype='float32')"
+            )
+    return t.to(tdtype)
 
 
 class RowSource:
@@ -147,7 +153,7 @@ class RowSource:
         """The one finiteness check, chunk by chunk (a memory map is never read whole)."""
         for s in range(0, self.shape[0], chunk_rows):
             part = self.data[s : s + chunk_rows]
-            t = part if isinstance(part, torch.Tensor) else torch.from_numpy(np.asarray(part))
+            t = part if isinstance(part, torch.Tensor) else torch.from_numpy(np.array(part))
             check_finite_rows(t, self.name, row_offset=s or None)
 
     def take(self, idx: np.ndarray | None = None) -> torch.Tensor:
@@ -159,6 +165,18 @@ class RowSource:
             native = np.float32 if rows.dtype == np.float32 else np.float64
             t = torch.from_numpy(np.array(rows, dtype=native, order="C")).to(self.device)
         return t.to(self.dtype)
+
+
+def unit_scale(*tensors: torch.Tensor) -> list[torch.Tensor]:
+    """The tensors divided by one common power of two when their magnitude is so large
+    (> 2⁴⁰⁰) that squared distances or norms would overflow; exact (a power of two), so
+    every scale-invariant decision (k-NN radii, ≤ tests, row normalisation) is unchanged.
+    """
+    peak = max((float(t.abs().max()) for t in tensors if t.numel()), default=0.0)
+    if not peak > 2.0**400:
+        return list(tensors)
+    step = 2.0 ** -(int(np.ceil(np.log2(peak))))
+    return [t * step for t in tensors]
 
 
 def check_same_dim(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str) -> None:

@@ -17,12 +17,20 @@ compute embeddings: pass your own (N, d) arrays; they are L2-normalised here
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 
 from ..errors import FidevalError
-from ._distances import as_features, check_same_dim, iter_strips, sq_dists, sq_norms
+from ._distances import (
+    as_features,
+    check_same_dim,
+    iter_strips,
+    sq_dists,
+    sq_norms,
+    unit_scale,
+)
 
 SIGMA = 10.0
 SCALE = 1000.0
@@ -72,8 +80,10 @@ def cmmd(
     xt = as_features(x, names[0], min_rows=min_rows, dtype=dtype, device=device)
     yt = as_features(y, names[1], min_rows=min_rows, dtype=dtype, device=device)
     check_same_dim(xt, yt, *names)
-    if sigma <= 0:
-        raise FidevalError(f"sigma must be > 0, got {sigma}")
+    if not (math.isfinite(sigma) and sigma**2 > 0 and math.isfinite(1.0 / (2.0 * sigma**2))):
+        raise FidevalError(f"sigma must be a finite number > 0 (and 1/(2σ²) finite), got {sigma}")
+    if not (math.isfinite(scale) and scale > 0):
+        raise FidevalError(f"scale must be a finite number > 0, got {scale}")
     if normalize:
         xt, yt = _normalize(xt, names[0]), _normalize(yt, names[1])
     gamma = 1.0 / (2.0 * sigma**2)
@@ -91,6 +101,7 @@ def cmmd(
 
 
 def _normalize(t: torch.Tensor, name: str) -> torch.Tensor:
+    (t,) = unit_scale(t)  # row normalisation is scale-free; the norms must not overflow
     norms = torch.linalg.vector_norm(t, dim=1, keepdim=True)
     zero = torch.nonzero(norms.flatten() == 0).flatten()
     if zero.numel():

@@ -230,6 +230,12 @@ def kid(
         if xs.device != ys.device:
             raise FidevalError(f"{names[0]} is on {xs.device} but {names[1]} is on {ys.device}")
         values[i] = mmd2_unbiased(xs, ys, **kw)
+    if not np.isfinite(values).all():
+        raise FidevalError(
+            f"KID of {names[0]} and {names[1]}: the kernel (γ·xᵀy + c)^p overflowed "
+            f"(degree={degree}, gamma={gamma}, coef0={coef0}, dtype {dtype}); the features or "
+            "the kernel parameters are too large for this precision"
+        )
     return KIDResult(
         value=float(values.mean()),
         std=float(values.std(ddof=0)),

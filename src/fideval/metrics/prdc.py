@@ -56,6 +56,7 @@ from ._distances import (
     sq_dists,
     sq_norms,
     unique_rows,
+    unit_scale,
 )
 
 
@@ -125,6 +126,7 @@ def prdc(
     rt = as_features(real, names[0], dtype=dtype, device=device)
     ft = as_features(fake, names[1], dtype=dtype, device=device)
     check_same_dim(rt, ft, *names)
+    rt, ft = unit_scale(rt, ft)  # k-NN decisions are scale-free; squares must not overflow
     if max_samples is not None and max_samples < 1:
         raise FidevalError(f"max_samples must be ≥ 1, got {max_samples}")
     rng = np.random.default_rng(seed)
