@@ -161,7 +161,7 @@ def test_reference_checkpoints_survive_sigkill(tmp_path, server):
         for p in partials:  # a checkpoint is whole, and its count is what it consumed
             with np.load(p, allow_pickle=False) as data:
                 consumed = int(data["consumed"])
-                assert int(data["n"]) == consumed and consumed % REF_BATCH == 0
+                assert int(data["state_n"]) == consumed and consumed % REF_BATCH == 0
                 assert json.loads(str(data["meta"]))["cache_key"]["n"] == REF_IMAGES
             consumed_seen.append(consumed)
         if finals:

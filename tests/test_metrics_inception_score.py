@@ -117,8 +117,8 @@ def random_inception(tmp_path_factory):
     import warnings
 
     import torch
-    from fideval.features.extract import feature_batches
 
+    import fideval
     from fideval.features.inception import InceptionExtractor, seeded_random_state_dict
 
     images = _images()
@@ -128,7 +128,10 @@ def random_inception(tmp_path_factory):
         warnings.simplefilter("ignore")  # not the official weights: expected here
         torch.save(sd, root / "conv.pth")
         ex = InceptionExtractor(2048, weights=root / "conv.pth", device="cpu")
-        feats = torch.cat(list(feature_batches(images, ex, batch_size=N_IMAGES, num_workers=0)))
+        side = fideval.streaming.collect(
+            images, ex, features="required", batch_size=N_IMAGES, num_workers=0
+        )
+        feats = torch.from_numpy(side.features)
     f = feats.double()
     cv = f.std(dim=0) / f.mean(dim=0).clamp_min(1e-12)
     top = torch.topk(cv, 64).indices
