@@ -17,6 +17,7 @@ gets them with ``--weights``. Run::
 
     python benchmarks/bench_inception.py            # 200 images, 2 network batches
     python benchmarks/bench_inception.py --n-images 100 --net-batches 1
+    python benchmarks/bench_inception.py --compiled --skip-command   # + compile=True
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+import fideval
 from fideval.features.inception import InceptionExtractor, seeded_random_state_dict
 from fideval.features.preprocess import preprocess_batch
 from fideval.io.weights import FID_WEIGHTS_NAME
@@ -48,7 +50,9 @@ def make_pngs(folder: Path, n: int, seed: int = 0) -> None:
         Image.fromarray(img).save(folder / f"{i:05d}.png")
 
 
-def bench_network(weights: Path, folder: Path, batch: int, n_batches: int) -> None:
+def bench_network(
+    weights: Path, folder: Path, batch: int, n_batches: int, compiled: bool = False
+) -> None:
     import pytorch_fid.inception as pfi
 
     pfi.load_state_dict_from_url = lambda *a, **k: torch.load(weights, weights_only=True)
@@ -94,9 +98,28 @@ def bench_network(weights: Path, folder: Path, batch: int, n_batches: int) -> No
     print(f"  fideval (channels_last, inf.)   {n / t_ours:7.2f} images/s")
     print(f"  ratio                           {t_ref / t_ours:7.2f}x")
     print(f"  max |feature difference|        {(f_ours - f_ref).abs().max().item():.3g}")
+    if not compiled:
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        comp = fideval.extractor("inception", weights=weights, device="cpu", compile=True)
+    t0 = time.perf_counter()
+    comp.features(prepared[0])  # compiles (or loads the cached compiled code)
+    t_compile = time.perf_counter() - t0
+    comp.features(prepared[0])
+    t0 = time.perf_counter()
+    f_comp = torch.cat([comp.features(p) for p in prepared])
+    t_comp = time.perf_counter() - t0
+    print(
+        f"  fideval compile=True            {n / t_comp:7.2f} images/s (compile {t_compile:.0f} s)"
+    )
+    print(f"  ratio compiled / pytorch-fid    {t_ref / t_comp:7.2f}x")
+    print(f"  max |compiled − eager|          {(f_comp - f_ours).abs().max().item():.3g}")
 
 
-def bench_command(weights: Path, folder: Path, tmp: Path, batch: int) -> None:
+def bench_command(
+    weights: Path, folder: Path, tmp: Path, batch: int, compile_flag: str = "auto"
+) -> None:
     n = len(list(folder.glob("*.png")))
     hub = tmp / "torch_home" / "hub" / "checkpoints"
     hub.mkdir(parents=True, exist_ok=True)
@@ -117,6 +140,8 @@ def bench_command(weights: Path, folder: Path, tmp: Path, batch: int) -> None:
         "--batch-size",
         str(batch),
         "--no-progress",
+        "--compile",
+        compile_flag,
     ]
     pfid_cmd = [
         sys.executable,
@@ -160,6 +185,13 @@ def main() -> None:
     ap.add_argument("--net-batches", type=int, default=2, help="batches for the network alone")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     ap.add_argument("--skip-command", action="store_true")
+    ap.add_argument("--compiled", action="store_true", help="also time compile=True")
+    ap.add_argument(
+        "--compile",
+        default="auto",
+        choices=("auto", "on", "off"),
+        help="fideval stats --compile for the whole command (default auto)",
+    )
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -170,11 +202,11 @@ def main() -> None:
         torch.save(seeded_random_state_dict(0), weights)
         folder = tmp / "pngs"
         make_pngs(folder, max(args.n_images, args.batch_size * args.net_batches))
-        bench_network(weights, folder, args.batch_size, args.net_batches)
+        bench_network(weights, folder, args.batch_size, args.net_batches, args.compiled)
         if not args.skip_command:
             cmd_folder = tmp / "cmd_pngs"
             make_pngs(cmd_folder, args.n_images, seed=1)
-            bench_command(weights, cmd_folder, tmp, args.batch_size)
+            bench_command(weights, cmd_folder, tmp, args.batch_size, args.compile)
     print(f"load at the end {os.getloadavg()[0]:.2f}")
 
 
