@@ -66,7 +66,12 @@ def relu_features(rng: np.random.Generator, n: int, mix: np.ndarray, shift: floa
     return np.maximum(z @ mix + shift, 0.0).astype(np.float32)
 
 
-def timed(fn, repeats: int):
+def timed(fn, repeats: int, warmup: bool = False):
+    """Best of ``repeats`` calls. ``warmup``: one untimed call first — the BLAS worker
+    threads of the previous step (numpy's or scipy's OpenBLAS, torch's MKL) spin for a
+    while after their last call and would otherwise share the cores with this one."""
+    if warmup:
+        fn()
     best, out = float("inf"), None
     for _ in range(repeats):
         t = time.perf_counter()
@@ -86,11 +91,11 @@ def bench_distance(
     mu2, s2 = y.mean(0, dtype=np.float64), np.cov(y, rowvar=False)
 
     t_anchor, v_anchor = timed(lambda: anchor_frechet(mu1, s1, mu2, s2), anchor_repeats)
-    t_drop, v_drop = timed(lambda: frechet_distance(mu1, s1, mu2, s2), repeats)
+    t_drop, v_drop = timed(lambda: frechet_distance(mu1, s1, mu2, s2), repeats, warmup=True)
     r_drop = frechet_details(mu1, s1, mu2, s2)
-    t_ours, r = timed(lambda: frechet_details(mu1, s1, mu2, s2, n1=n, n2=n), repeats)
+    t_ours, r = timed(lambda: frechet_details(mu1, s1, mu2, s2, n1=n, n2=n), repeats, True)
     ref = FrechetReference(mu2, s2, n=n)
-    t_cached, rc = timed(lambda: ref.compare(mu1, s1, n=n), repeats)
+    t_cached, rc = timed(lambda: ref.compare(mu1, s1, n=n), repeats, warmup=True)
     print(f"\nd={d}, N={n} ({'rank-deficient' if n <= d else 'full rank'})")
     print(f"  {anchor_name()}  {t_anchor:8.2f} s   FID {v_anchor:.10g}")
     print(f"  fideval.frechet_distance, no N [{r_drop.method}] {t_drop:8.2f} s   FID {v_drop:.10g}")
@@ -100,7 +105,7 @@ def bench_distance(
         f"  speed-up: drop-in without N {t_anchor / t_drop:.1f}x, N known "
         f"{t_anchor / t_ours:.1f}x (cached: {t_anchor / t_cached:.1f}x)"
     )
-    t_feat, exact = timed(lambda: frechet_from_features(x, y), repeats)
+    t_feat, exact = timed(lambda: frechet_from_features(x, y), repeats, warmup=True)
     print(f"  fideval features [{exact.method}] {t_feat:8.2f} s   FID {exact.value:.10g}")
     print(f"  speed-up of the features route: {t_anchor / t_feat:.1f}x")
     for name, v in (

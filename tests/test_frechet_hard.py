@@ -235,7 +235,7 @@ def test_compare_features_exact_at_any_n():
     assert abs(r.value - ref) <= 1e-9 * ref
 
 
-@pytest.mark.parametrize("d", [50, 129, 300])
+@pytest.mark.parametrize("d", [50, 129, 300, 777, 1030])
 def test_blocked_congruence_equals_the_dense_lower_triangle(d):
     from fideval.frechet import _lower_congruence
 

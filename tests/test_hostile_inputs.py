@@ -404,7 +404,7 @@ def test_zero_width_features_are_refused(tmp_path):
 
 def test_zero_dimension_moments_are_refused(tmp_path):
     np.savez(tmp_path / "d0.npz", mu=np.zeros(0), sigma=np.zeros((0, 0)))
-    with pytest.raises(FidevalError, match=r"d0\.npz: key 'mu': zero width \(shape \(0,\)\)"):
+    with pytest.raises(FidevalError, match=r"d0\.npz: key 'mu' has zero width \(d = 0\)"):
         load_stats(tmp_path / "d0.npz")
 
 

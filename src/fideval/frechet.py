@@ -330,15 +330,29 @@ def _pd_cholesky(sigma: torch.Tensor) -> torch.Tensor | None:
     """Cholesky factor when Σ is positive definite beyond round-off, else None.
 
     Tiny pivots mean Σ is numerically singular: its small directions are round-off, and
-    only a rank-revealing factorization can tell them apart.
+    only a rank-revealing factorization can tell them apart. The leading half block is
+    factored first: its pivots are Σ's first pivots, so when they already fail the test
+    (any covariance of fewer than d/2 samples) Σ does too, found at ⅛ of the work.
     """
-    chol, info = torch.linalg.cholesky_ex(sigma)
+    d = sigma.shape[0]
+    h = d // 2
+    if h >= _PROBE_MIN and _roundoff_pivots(torch.linalg.cholesky_ex(sigma[:h, :h]), d):
+        return None
+    factored = torch.linalg.cholesky_ex(sigma)
+    return None if _roundoff_pivots(factored, d) else factored[0]
+
+
+# Matrices at least twice this size get the leading-block probe of _pd_cholesky.
+_PROBE_MIN = 256
+
+
+def _roundoff_pivots(factored: tuple[torch.Tensor, torch.Tensor], d: int) -> bool:
+    """Whether a ``cholesky_ex`` result failed, or has a pivot² ≤ d·eps·(largest pivot²)."""
+    chol, info = factored
     if int(info) != 0:
-        return None
+        return True
     piv = torch.diagonal(chol) ** 2
-    if float(piv.min()) <= sigma.shape[0] * _EPS64 * float(piv.max()):
-        return None
-    return chol
+    return float(piv.min()) <= d * _EPS64 * float(piv.max())
 
 
 # --------------------------------------------------------------------------- factor
@@ -367,13 +381,13 @@ class _Factor:
         """The factor of Σ·4^e: F·2^e, with the squared quantities times 4^e."""
         if e == 0:
             return self
-        s2 = math.ldexp(1.0, 2 * e)
+        what = "the reference covariance at this power of two"
         return replace(
             self,
             f=_times_pow2(self.f, e),
-            trace=self.trace * s2,
-            norm2=self.norm2 * s2,
-            clamped_mass=self.clamped_mass * s2,
+            trace=_unscale(self.trace, e, what),
+            norm2=_unscale(self.norm2, e, what),
+            clamped_mass=_unscale(self.clamped_mass, e, what),
         )
 
 
@@ -553,23 +567,55 @@ class _Side1:
     clamped_count: int = 0
 
 
+# Below this half-size the blocked products fall back to dense GEMMs.
+_BLOCK_MIN = 192
+
+
+def _times_lower(a: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
+    """a·L for a lower-triangular L (k×k): k²·m flops instead of 2k²·m.
+
+    With L = [[L11, 0], [L21, L22]]: a·L = [a1·L11 + a2·L21, a2·L22], recursively.
+    """
+    k = low.shape[0]
+    h = k // 2
+    if h < _BLOCK_MIN:
+        return a @ low
+    out = a.new_empty((a.shape[0], k))
+    out[:, :h] = _times_lower(a[:, :h], low[:h, :h]).addmm_(a[:, h:], low[h:, :h])
+    out[:, h:] = _times_lower(a[:, h:], low[h:, h:])
+    return out
+
+
+def _lower_t_times(low: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Lᵀ·b for a lower-triangular L: Lᵀb = [L11ᵀb1 + L21ᵀb2, L22ᵀb2], recursively."""
+    k = low.shape[0]
+    h = k // 2
+    if h < _BLOCK_MIN:
+        return low.mT @ b
+    out = b.new_empty((k, b.shape[1]))
+    out[:h] = _lower_t_times(low[:h, :h], b[:h]).addmm_(low[h:, :h].mT, b[h:])
+    out[h:] = _lower_t_times(low[h:, h:], b[h:])
+    return out
+
+
 def _lower_congruence(sigma: torch.Tensor, chol: torch.Tensor) -> torch.Tensor:
     """The lower triangle of Lᵀ Σ L for a lower-triangular L (what ``eigvalsh`` reads).
 
-    With 2×2 blocks, L = [[L11, 0], [L21, L22]]: W1 = Σ[:, :h] L11 + Σ[:, h:] L21,
-    W2 = Σ[h:, h:] L22, then M11 = L11ᵀ W1[:h] + L21ᵀ W1[h:], M21 = L22ᵀ W1[h:],
-    M22 = L22ᵀ W2 — 0.56× the flops of two dense products; M12 is left at zero.
+    With 2×2 blocks, L = [[L11, 0], [L21, L22]]: W1 = Σ[:, :h] L11 + Σ[:, h:] L21, then
+    M11 = L11ᵀ W1[:h] + L21ᵀ W1[h:], M21 = L22ᵀ W1[h:] and M22 = L22ᵀ Σ22 L22 (the same
+    problem at half size, recursively); the triangular products are recursive too. About
+    1.4·d³ flops against 4·d³ for two dense products; M12 is left at zero.
     """
     n = chol.shape[0]
     h = n // 2
-    if h < 64:
+    if h < _BLOCK_MIN:
         return chol.mT @ sigma @ chol
     l11, l21, l22 = chol[:h, :h], chol[h:, :h], chol[h:, h:]
-    w1 = sigma[:, :h] @ l11 + sigma[:, h:] @ l21
+    w1 = _times_lower(sigma[:, :h], l11).addmm_(sigma[:, h:], l21)
     m = sigma.new_zeros((n, n))
-    m[:h, :h] = l11.mT @ w1[:h] + l21.mT @ w1[h:]
-    m[h:, :h] = l22.mT @ w1[h:]
-    m[h:, h:] = l22.mT @ (sigma[h:, h:] @ l22)
+    m[:h, :h] = _lower_t_times(l11, w1[:h]).addmm_(l21.mT, w1[h:])
+    m[h:, :h] = _lower_t_times(l22, w1[h:])
+    m[h:, h:] = _lower_congruence(sigma[h:, h:], l22)
     return m
 
 
