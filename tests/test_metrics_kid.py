@@ -122,7 +122,10 @@ def test_errors(sets):
     bad = x.copy()
     bad[[4, 9], 2] = np.nan
     bad[10, 0] = np.inf
-    with pytest.raises(NonFiniteFeaturesError, match=r"A\.npy: 3 NaN/Inf value\(s\) in 3 row\(s\) \(rows 4, 9, 10\)"):
+    with pytest.raises(
+        NonFiniteFeaturesError,
+        match=r"A\.npy: 3 NaN/Inf value\(s\) in 3 row\(s\) \(rows 4, 9, 10\)",
+    ):
         kid(bad, y, subset_size=100, names=("A.npy", "B.npy"))
     with pytest.raises(FidevalError, match=r"2-D|dimensions"):
         kid(x[0], y)

@@ -156,5 +156,7 @@ def test_errors(emb):
         motion_fid(m, gt[:, :8])
     bad = m.copy()
     bad[42, 0] = np.nan
-    with pytest.raises(NonFiniteFeaturesError, match=r"motion: 1 NaN/Inf value\(s\) in 1 row\(s\) \(rows 42\)"):
+    with pytest.raises(
+        NonFiniteFeaturesError, match=r"motion: 1 NaN/Inf value\(s\) in 1 row\(s\) \(rows 42\)"
+    ):
         motion_suite(t, bad, gt, diversity_times=100)

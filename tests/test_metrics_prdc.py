@@ -101,7 +101,9 @@ def test_errors(sets):
         prdc(real, fake[:5])
     bad = fake.copy()
     bad[17, 3] = np.nan
-    with pytest.raises(NonFiniteFeaturesError, match=r"gen\.npy: 1 NaN/Inf value\(s\) in 1 row\(s\) \(rows 17\)"):
+    with pytest.raises(
+        NonFiniteFeaturesError, match=r"gen\.npy: 1 NaN/Inf value\(s\) in 1 row\(s\) \(rows 17\)"
+    ):
         prdc(real, bad, names=("real.npy", "gen.npy"))
 
 
