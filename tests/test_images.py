@@ -126,7 +126,9 @@ def test_skip_bad_reports_count_and_paths(folder):
     bad2 = folder / "zz.png"
     bad2.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     stream = profile_batches(folder, batch_size=3, num_workers=1, skip_bad=True)
-    with pytest.warns(UserWarning, match=r"skipped 2 image\(s\) \(unreadable, or of another size\)") as rec:
+    with pytest.warns(
+        UserWarning, match=r"skipped 2 image\(s\) \(unreadable, or of another size\)"
+    ) as rec:
         n = sum(b.shape[0] for b in stream)
     assert n == 5 and stream.n_images == 5
     assert [p for p, _ in stream.skipped] == [str(bad1), str(bad2)]
