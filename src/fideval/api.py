@@ -230,7 +230,7 @@ class FID:
         stats, sink = (self.real, self._real_sink) if real else (self.fake, self._fake_sink)
         stats.update(feats)
         if sink is not None:
-            sink.add(feats)
+            sink.update(feats)
 
     def merge(self, other: FID) -> None:
         """Add another metric's samples (e.g. from another worker); exact."""

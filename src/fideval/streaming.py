@@ -260,8 +260,6 @@ class FeatureBank:
             return
         self._parts.append(batch.detach().to("cpu", copy=True))
 
-    add = update
-
     def array(self) -> np.ndarray | None:
         """The rows as one (N, d) numpy array, or None past the budget or when empty."""
         if self.overflowed or not self._parts:

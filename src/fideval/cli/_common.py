@@ -190,12 +190,6 @@ def _option_help(option: str, what: str) -> str:
     return f"{what}; taken by {', '.join(parts)} (default: the extractor's own)"
 
 
-def extractor_choices() -> list[str]:
-    from ..features.registry import _ALIASES, extractor_names
-
-    return extractor_names() + sorted(_ALIASES)
-
-
 def add_image_flags(
     parser: argparse.ArgumentParser, *, device: bool = True, default_extractor: str = "inception"
 ) -> None:

@@ -452,7 +452,11 @@ class ImageStream:
         the SHA-256 of every file's bytes). Arrays and tensors: a hash of all their
         bytes. A dataset: its files when it lists them (``samples``, ``imgs``, ``files``),
         else a hash of every item. ``None`` for a one-pass iterable (not cacheable).
+        The stat fingerprint of files, taken when the source was opened, is reused.
         """
+        known = getattr(self, "_desc", {}).get("source_fingerprint")
+        if known is not None and not content:
+            return known
         if self._files is not None:
             assert self._root is not None
             return _files_fingerprint(self._root, self._files, content)
