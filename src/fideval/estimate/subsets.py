@@ -12,7 +12,7 @@ The statistics of a union S are then exact Chan merges of these projections:
 so each union costs one symmetric eigenvalue solve and a few d² additions: Σ_{g∈S} P_g is
 accumulated in place, as P_all − Σ_{g∉S} P_g when S holds more than half the groups (the
 delete-one-group unions cost one subtraction). With a Cholesky reference only the lower
-triangles are formed (``_lower_congruence``, about 1.4·d³ flops against 4·d³), and
+triangles are formed (``_lower_congruence``, about d³ flops against 4·d³), and
 only they are read. Everything is computed on statistics divided by a power of two 4^k
 (exact; k covers the reference, the groups' covariances and the spread of their means),
 so no product overflows; the clamping rules and diagnostics are those of
