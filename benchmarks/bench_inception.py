@@ -126,7 +126,13 @@ def bench_command(
     official_name = hub / FID_WEIGHTS_NAME
     if not official_name.exists():
         official_name.write_bytes(weights.read_bytes())
-    env = dict(os.environ, TORCH_HOME=str(tmp / "torch_home"), PYTHONWARNINGS="ignore")
+    # Cold compile cache: fideval compiles from scratch, as on a user's first run.
+    env = dict(
+        os.environ,
+        TORCH_HOME=str(tmp / "torch_home"),
+        TORCHINDUCTOR_CACHE_DIR=str(tmp / "inductor"),
+        PYTHONWARNINGS="ignore",
+    )
     fideval_cmd = [
         sys.executable,
         "-m",

@@ -413,7 +413,8 @@ class InceptionExtractor(FrozenModule):
             )
         x = images.to(self.device, dtype=torch.float32, non_blocking=True)
         if x.numel():
-            peak = float(x.abs().amax())
+            low, high = torch.aminmax(x)  # one pass over the batch
+            peak = float(torch.maximum(-low, high))
             if not peak <= 1.0 + 1e-3:
                 raise FidevalError(
                     f"the Inception extractor expects inputs in [-1, 1], got max |x| = {peak:g}; "
