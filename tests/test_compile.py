@@ -77,3 +77,21 @@ def test_compile_flag_and_option_are_checked(capsys):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert fideval.extractor("digits", compile=False)._runner.mode is False
+
+
+@pytest.mark.slow
+def test_compiled_inception_equals_eager_within_float32_round_off(tmp_path):
+    from helpers import inception_weights
+
+    weights = inception_weights(tmp_path / "w.pth")
+    images = torch.randint(
+        0, 256, (2, 3, 64, 64), generator=torch.Generator().manual_seed(2), dtype=torch.uint8
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the non-standard weights warning
+        eager = fideval.extractor("inception", weights=weights, device="cpu", compile=False)
+        comp = fideval.extractor("inception", weights=weights, device="cpu", compile=True)
+    want = eager(images)
+    got = comp(images)
+    assert not comp._runner.failed and comp._runner.compiled is not None
+    assert (got - want).abs().max().item() <= 64 * 2.0**-24 * want.abs().max().item()
