@@ -5,7 +5,9 @@ only when a job is large enough for the compile time to pay back: the stream tel
 extractor how many images it will see (:meth:`CompiledNet.prepare`). ``True`` compiles on
 the first batch; ``False`` never. On the CPU the network is compiled with inductor's
 *freezing* (weights folded as constants, convolutions pre-packed for oneDNN); on CUDA
-with inductor's defaults. Compiled code is cached between runs under
+with inductor's defaults. CUDA graphs (``mode="reduce-overhead"``) are not used: a replay
+reuses its output buffers, so a consumer that keeps a batch's features (a feature bank)
+would see them overwritten by the next batch. Compiled code is cached between runs under
 ``$TORCHINDUCTOR_CACHE_DIR`` (default: ``<fideval cache>/inductor``), so a second run
 compiles in a fraction of the first's time.
 
