@@ -78,6 +78,7 @@ import torch
 from .._arrays import check_finite_rows
 from .._text import shown
 from ..data.arrayfile import ArrayFile
+from ..data.layout import to_tensor
 from ..errors import FidevalError
 from ..features.tf1_resize import tf1_resize_bilinear
 from ..frechet import frechet_details
@@ -137,7 +138,7 @@ def adm_preprocess(
 
     x ↦ TF1 bilinear resize (float32, values in [0, 255]) ↦ (x − 128)/128.
     """
-    t = torch.from_numpy(np.ascontiguousarray(images)) if isinstance(images, np.ndarray) else images
+    t = to_tensor(images) if isinstance(images, np.ndarray) else images
     if t.dtype != torch.uint8 or t.ndim != 4 or t.shape[-1] != 3:
         raise FidevalError(
             f"ADM input: expected uint8 images (B, H, W, 3), got {t.dtype} {tuple(t.shape)}"
